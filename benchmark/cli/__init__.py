@@ -1,0 +1,63 @@
+"""The ``bench`` command line: one module per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from benchmark.cli import listing, run, show, table
+from benchmark.errors import BenchError
+
+COMMANDS = (listing, run, table, show)
+
+EPILOG = """examples:
+  bench list methods
+  bench run --method erm --dataset glyph-lt --seed 0 1 2
+  bench table --results results
+  bench show 3f2a9c1e
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="load a plugin file (repeatable)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="bench",
+        description="Robustness benchmark harness: bias, long tail, OoD, explanations.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from benchmark import __version__
+
+    parser.add_argument("--version", action="version", version=f"bench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        command.add_parser(sub, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        from benchmark.plugins import load_plugins
+
+        load_plugins(args.plugin)
+        return int(args.func(args) or 0)
+    except BenchError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

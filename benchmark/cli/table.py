@@ -1,0 +1,53 @@
+"""``bench table [--results DIR] [--json|--csv]``: aggregate all stored runs."""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+from typing import Any
+
+
+def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "table",
+        parents=[common],
+        help="aggregate stored runs",
+        description="One row per (dataset, method, settings): mean ± std "
+        "(ddof 1) over seeds, and the number of seeds.",
+    )
+    p.add_argument("--results", help="results folder (else $BENCH_RESULTS, else ./results)")
+    p.add_argument("--dataset", help="fnmatch filter on dataset names")
+    p.add_argument("--method", help="fnmatch filter on method names")
+    p.add_argument("--metrics", help="comma-separated metric keys to show")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="long format as JSON records")
+    fmt.add_argument("--csv", action="store_true", help="long format as CSV")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from benchmark.store import Store
+    from benchmark.tables import aggregate, render, wide
+
+    records = [
+        r
+        for r in Store(args.results).records()
+        if (not args.dataset or fnmatch.fnmatch(r.dataset, args.dataset))
+        and (not args.method or fnmatch.fnmatch(r.method, args.method))
+    ]
+    agg = aggregate(records)
+    if args.json:
+        print(agg.to_json(orient="records", indent=1))
+        return 0
+    if args.csv:
+        print(agg.to_csv(index=False), end="")
+        return 0
+    if agg.empty:
+        print("(no runs)")
+        return 0
+    metrics = args.metrics.split(",") if args.metrics else None
+    blocks = []
+    for dataset, sub in agg.groupby("dataset", sort=True):
+        blocks.append(f"{dataset} (accuracies in %)\n" + render(wide(sub, metrics)))
+    print("\n\n".join(blocks))
+    return 0

@@ -1,0 +1,1 @@
+"""Namespace for plugin files loaded with ``--plugin FILE``."""

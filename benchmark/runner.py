@@ -1,0 +1,287 @@
+"""The flow of one run: resolve -> data -> (cached) training -> predict -> metrics -> record.
+
+::
+
+    registry resolves method M and dataset D
+    -> the dataset builder builds or loads the cached bundle (fingerprinted)
+    -> the runner loads or trains M's model (or M's base); checkpoints are keyed by what
+       shaped them, so post-hoc methods and test-time knobs reuse them
+    -> M.predict_batch on each evaluation split -> Outputs
+    -> every metric whose requirements the pair meets -> RunRecord -> Store (atomic)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import benchmark
+from benchmark.data import load_bundle
+from benchmark.dataset import DATASETS, Bundle, Dataset
+from benchmark.device import environment, seed_everything, select_device
+from benchmark.errors import BenchError, UnknownNameError
+from benchmark.hparams import resolve
+from benchmark.method import METHODS, Method
+from benchmark.metric import METRICS, EvalView
+from benchmark.outputs import Outputs
+from benchmark.record import RunRecord, content_id
+from benchmark.sources import core_hash, git_commit, source_hash
+from benchmark.store import Store
+from benchmark.training import Trainer
+
+
+def split_settings(
+    method: type[Method], dataset: type[Dataset], settings: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Route ``--set`` keys to dataset options or hyperparameters.
+
+    ``dataset.KEY`` and ``method.KEY`` are explicit; a bare key goes where it is declared.
+    """
+    declared = method.declared()
+    ds: dict[str, Any] = {}
+    hp: dict[str, Any] = {}
+    for key, value in settings.items():
+        if key.startswith("dataset."):
+            ds[key.removeprefix("dataset.")] = value
+        elif key.startswith("method."):
+            hp[key.removeprefix("method.")] = value
+        elif key in dataset.options and key in declared:
+            raise BenchError(
+                f"--set {key} is both a {dataset.name} option and a {method.name} "
+                f"hyperparameter; write dataset.{key} or method.{key}"
+            )
+        elif key in dataset.options:
+            ds[key] = value
+        elif key in declared:
+            hp[key] = value
+        else:
+            known = [*declared, *(f"dataset.{k}" for k in dataset.options)]
+            raise UnknownNameError(
+                "setting", key, known, hint=f"for {method.name} on {dataset.name}"
+            )
+    return ds, hp
+
+
+def resolve_hparams(
+    method: type[Method], dataset: type[Dataset], overrides: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Protocol defaults < dataset protocol < base's and method's protocol defaults < --set."""
+    defaults: dict[str, Any] = dict(dataset.protocol)
+    chain = []
+    cls: type[Method] | None = method
+    while cls is not None:
+        chain.append(cls)
+        cls = METHODS.get(cls.base) if cls.base else None
+    for c in reversed(chain):
+        defaults.update(c.protocol_defaults)
+    return resolve(method.declared(), overrides, what=method.name, defaults=defaults)
+
+
+def code_version(method: type[Method], dataset: type[Dataset]) -> dict[str, str]:
+    """Hashes of the code that determines a result: core, method (+ base), dataset, metrics."""
+    parts = {"core": core_hash(), "dataset": source_hash(dataset)}
+    cls: type[Method] | None = method
+    while cls is not None:
+        parts[f"method:{cls.name}"] = source_hash(cls)
+        cls = METHODS.get(cls.base) if cls.base else None
+    parts["metrics"] = content_id(sorted((n, source_hash(c)) for n, c in METRICS.items()))
+    return {"hash": content_id(parts), "bench": benchmark.__version__, "git": git_commit(), **parts}
+
+
+@dataclass
+class Runner:
+    """Runs (method, dataset, seed) triples into a store; reuses records and checkpoints."""
+
+    store: Store
+    device: torch.device = field(default_factory=lambda: select_device("auto"))
+    data_root: str | Path | None = None
+    progress: bool = True
+    _bundles: dict[str, Bundle] = field(default_factory=dict)
+
+    def bundle(self, dataset: str, options: Mapping[str, Any]) -> Bundle:
+        key = content_id([dataset, dict(options)])
+        if key not in self._bundles:
+            self._bundles[key] = load_bundle(dataset, options, root=self.data_root)
+        return self._bundles[key]
+
+    def run(
+        self, method: str, dataset: str, seed: int = 0, settings: Mapping[str, Any] | None = None
+    ) -> tuple[RunRecord, bool]:
+        """One run; returns (record, whether it was already in the store)."""
+        t_start = time.perf_counter()
+        mcls, dcls = METHODS.get(method), DATASETS.get(dataset)
+        reason = mcls.incompatibility(dcls)
+        if reason:
+            raise BenchError(reason)
+        ds_over, hp_over = split_settings(mcls, dcls, settings or {})
+        bundle = self.bundle(dataset, ds_over)
+        t_data = time.perf_counter() - t_start
+        hparams = resolve_hparams(mcls, dcls, hp_over)
+        code = code_version(mcls, dcls)
+        identity = RunRecord.identity(
+            method=method,
+            dataset=dataset,
+            dataset_version=bundle.version,
+            dataset_fingerprint=bundle.fingerprint,
+            dataset_options=bundle.options,
+            hparams=hparams,
+            seed=seed,
+            code=code["hash"],
+        )
+        run_id = content_id(identity)
+        if self.store.has(run_id):
+            return self.store.get(run_id), True
+
+        trainer = Trainer(self.device, seed=seed, progress=self.progress)
+        t0 = time.perf_counter()
+        model, ckpt_key, trained = self.trained(mcls, bundle, hparams, seed, trainer)
+        t_train = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        metrics, details, conventions = self.evaluate(model, bundle, trainer)
+        t_eval = time.perf_counter() - t0
+        record = RunRecord(
+            run_id=run_id,
+            method=method,
+            dataset=dataset,
+            track=bundle.track,
+            seed=seed,
+            hparams=hparams,
+            dataset_version=bundle.version,
+            dataset_fingerprint=bundle.fingerprint,
+            dataset_options=bundle.options,
+            code=code,
+            metrics=metrics,
+            details=details,
+            conventions=conventions,
+            timings={
+                "data_s": round(t_data, 3),
+                "train_s": round(t_train, 3),
+                "eval_s": round(t_eval, 3),
+                "total_s": round(time.perf_counter() - t_start, 3),
+                "checkpoint": "trained" if trained else "cached",
+                "train_history": trainer.history,
+            },
+            environment=environment(self.device),
+            checkpoint=ckpt_key,
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        self.store.write(record)
+        return record, False
+
+    # -- training with a checkpoint cache ------------------------------------------------
+    def trained(
+        self,
+        mcls: type[Method],
+        bundle: Bundle,
+        hparams: dict[str, Any],
+        seed: int,
+        trainer: Trainer,
+    ) -> tuple[Method, str, bool]:
+        """A trained instance of ``mcls``: from its base, from the cache, or trained now."""
+        info = bundle.info()
+        if mcls.base is not None:
+            bcls = METHODS.get(mcls.base)
+            base_hp = {k: hparams[k] for k in bcls.declared()}
+            base, key, trained = self.trained(bcls, bundle, base_hp, seed, trainer)
+            method = mcls(info, hparams, self.device)
+            method.adopt(base)
+            method.calibrate(bundle, trainer)
+            return method, key, trained
+        method = mcls(info, hparams, self.device)
+        seed_everything(seed)
+        method.setup()
+        declared = mcls.declared()
+        key = content_id(
+            {
+                "method": mcls.name,
+                "dataset_fingerprint": bundle.fingerprint,
+                "seed": seed,
+                "hparams": {k: v for k, v in hparams.items() if not declared[k].test_time},
+                "code": [core_hash(), source_hash(mcls)],
+            }
+        )
+        cached = self.store.load_checkpoint(key)
+        if cached is not None:
+            method.load_state_dict(cached["state"])
+            trainer.history = cached.get("history", [])
+            return method, key, False
+        seed_everything(seed)
+        method.fit(bundle.splits["train"], trainer)
+        self.store.save_checkpoint(
+            key,
+            {
+                "state": method.state_dict(),
+                "history": trainer.history,
+                "method": mcls.name,
+                "hparams": hparams,
+            },
+        )
+        return method, key, True
+
+    # -- evaluation ----------------------------------------------------------------------
+    def evaluate(
+        self, method: Method, bundle: Bundle, trainer: Trainer
+    ) -> tuple[dict[str, dict[str, float]], dict[str, Any], dict[str, str]]:
+        outputs: dict[str, Outputs] = {}
+
+        def predict(name: str) -> Outputs:
+            if name not in outputs:
+                outputs[name] = trainer.predict(method, bundle.splits[name], desc=f"eval {name}")
+                _check_finite(outputs[name], name)
+            return outputs[name]
+
+        metrics: dict[str, dict[str, float]] = {}
+        details: dict[str, Any] = {}
+        conventions: dict[str, str] = {}
+        train_counts = bundle.class_counts("train")
+        for name in bundle.eval_splits:
+            view = self.view(bundle, name, predict)
+            view.train_counts = train_counts.to(self.device)
+            metrics[name], details[name] = {}, {}
+            for mname, mcls in METRICS.items():
+                metric = mcls()
+                if not metric.applies(view):
+                    continue
+                metrics[name].update(metric.compute(view))
+                extra = metric.details(view)
+                if extra:
+                    details[name][mname] = extra
+                if metric.convention:
+                    conventions[mname] = metric.convention
+            if outputs[name].ood_score_kind:
+                conventions["ood_score"] = outputs[name].ood_score_kind
+        return metrics, details, conventions
+
+    def view(self, bundle: Bundle, name: str, predict: Any) -> EvalView:
+        split = bundle.splits[name]
+        out = predict(name)
+        labels, attrs = split.labels, dict(split.attrs)
+        if split.pair_with:  # OoD split: evaluate the in-distribution split and this one together
+            ref = bundle.splits[split.pair_with]
+            out = Outputs.concat_splits(predict(split.pair_with), out)
+            labels = torch.cat([ref.labels, split.labels])
+            common = set(ref.attrs) & set(split.attrs)
+            attrs = {k: torch.cat([ref.attrs[k], split.attrs[k]]) for k in common}
+            attrs["is_ood"] = torch.cat(
+                [torch.zeros(len(ref), dtype=torch.bool), torch.ones(len(split), dtype=torch.bool)]
+            )
+        return EvalView(
+            split=name,
+            labels=labels.to(self.device),
+            outputs=out,
+            attrs={k: v.to(self.device) for k, v in attrs.items()},
+            num_classes=bundle.num_classes,
+            track=bundle.track,
+        )
+
+
+def _check_finite(out: Outputs, split: str) -> None:
+    for name, value in out.tensors().items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise BenchError(f"the method produced NaN or infinite {name} on split '{split}'")

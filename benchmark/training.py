@@ -1,0 +1,211 @@
+"""The shared training loop and batched inference (the hot path of the harness).
+
+Data that fits in memory is moved to the device once as uint8; every step indexes a batch,
+augments it on the device (random crop with padding, horizontal flip), normalises it and
+calls the method's ``loss``. No host synchronisation happens inside an epoch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+
+from benchmark.device import autocast
+from benchmark.errors import BenchError
+from benchmark.hparams import Choice, HParam, LogUniform
+from benchmark.outputs import Outputs
+from benchmark.progress import progress_bar
+
+if TYPE_CHECKING:
+    from benchmark.dataset import DatasetInfo, Split
+    from benchmark.method import Method
+
+#: The training protocol every method shares; datasets set their defaults in ``protocol``.
+PROTOCOL: dict[str, HParam] = {
+    "backbone": HParam("small-cnn", help="feature extractor (see benchmark/backbones.py)"),
+    "epochs": HParam(30, help="training epochs"),
+    "batch_size": HParam(128, help="training batch size"),
+    "optimizer": HParam(
+        "sgd", help="sgd (momentum, nesterov off) or adam", choices=("sgd", "adam")
+    ),
+    "lr": HParam(0.1, LogUniform(1e-3, 0.5), "base learning rate"),
+    "momentum": HParam(0.9, help="SGD momentum"),
+    "weight_decay": HParam(5e-4, LogUniform(1e-5, 1e-3), "L2 weight decay"),
+    "schedule": HParam(
+        "cosine", help="lr schedule per epoch", choices=("constant", "cosine", "multistep")
+    ),
+    "milestones": HParam([], help="multistep: epochs at which lr is multiplied by lr_decay"),
+    "lr_decay": HParam(0.1, help="multistep factor"),
+    "warmup_epochs": HParam(0, help="linear warm-up from lr/3 over this many epochs"),
+    "augment": HParam(
+        "none",
+        Choice(("none", "flip", "crop", "crop-flip")),
+        "GPU augmentation: random crop (pad H/8) and/or horizontal flip",
+        choices=("none", "flip", "crop", "crop-flip"),
+    ),
+}
+
+
+@dataclass
+class Batch:
+    """One training batch, already on the device and normalised."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    attrs: dict[str, torch.Tensor]
+    index: torch.Tensor  # positions in the training split (for per-sample state)
+    epoch: int
+    step: int  # global step
+
+
+def lr_factor(hp: Any, epoch: int) -> float:
+    """Learning-rate multiplier for ``epoch`` (warm-up, then the schedule), stepped per epoch."""
+    if epoch < hp.warmup_epochs:
+        alpha = epoch / hp.warmup_epochs
+        return (1 / 3) * (1 - alpha) + alpha
+    if hp.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * epoch / max(1, hp.epochs)))
+    if hp.schedule == "multistep":
+        return hp.lr_decay ** sum(epoch >= m for m in hp.milestones)
+    return 1.0
+
+
+@dataclass
+class Trainer:
+    """Runs ``method.loss`` over a split for ``hp.epochs`` and batches ``method.predict_batch``."""
+
+    device: torch.device
+    seed: int = 0
+    progress: bool = True
+    eval_batch_size: int = 1024
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    # -- input pipeline ------------------------------------------------------------------
+    def normalise(self, x: torch.Tensor, info: DatasetInfo) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        mean = torch.tensor(info.mean, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(info.std, device=x.device).view(1, -1, 1, 1)
+        x = (x - mean) / std
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def augment(self, x: torch.Tensor, mode: str, gen: torch.Generator) -> torch.Tensor:
+        """Random crop with zero padding of H/8 and/or horizontal flip, per sample, on device."""
+        if mode == "none":
+            return x
+        b, c, h, w = x.shape
+        if "crop" in mode:
+            pad = max(1, h // 8)
+            offsets = torch.randint(0, 2 * pad + 1, (2, b), generator=gen).to(x.device)
+            xp = F.pad(x, (pad, pad, pad, pad))
+            rows = (offsets[0][:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+            cols = (offsets[1][:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+            bi = torch.arange(b, device=x.device)[:, None, None, None]
+            ci = torch.arange(c, device=x.device)[None, :, None, None]
+            x = xp[bi, ci, rows, cols]
+        if "flip" in mode:
+            flip = (torch.rand(b, generator=gen) < 0.5).to(x.device).view(b, 1, 1, 1)
+            x = torch.where(flip, x.flip(3), x)
+        return x
+
+    # -- training ------------------------------------------------------------------------
+    def fit(self, method: Method, split: Split) -> None:
+        """Train ``method.model`` on ``split`` following the protocol in ``method.hp``."""
+        if not isinstance(split.inputs, torch.Tensor):
+            raise BenchError(
+                "this split is stored on disk; the in-memory trainer needs tensor inputs"
+            )
+        hp, info, model = method.hp, method.info, method.model
+        assert model is not None, "method.setup() builds the model before fit"
+        model.to(self.device)
+        if self.device.type == "cuda":
+            model.to(memory_format=torch.channels_last)
+        optimizer = make_optimizer(hp, method.param_groups())
+        base_lrs = [g["lr"] for g in optimizer.param_groups]
+        x_all = split.inputs.to(self.device)
+        y_all = split.labels.to(self.device)
+        attrs = {k: v.to(self.device) for k, v in split.attrs.items() if k != "mask"}
+        n = len(split)
+        bs = min(hp.batch_size, n)
+        steps = n // bs
+        gen = torch.Generator().manual_seed(self.seed)
+        step = 0
+        bar = progress_bar(
+            range(hp.epochs), desc=f"train {method.name}", unit="epoch", enabled=self.progress
+        )
+        for epoch in bar:
+            factor = lr_factor(hp, epoch)
+            for group, lr in zip(optimizer.param_groups, base_lrs, strict=True):
+                group["lr"] = lr * factor
+            method.on_epoch_start(epoch)
+            model.train()
+            perm = torch.randperm(n, generator=gen)
+            total = torch.zeros((), device=self.device)
+            for s in range(steps):
+                idx = perm[s * bs : (s + 1) * bs].to(self.device)
+                x = self.augment(x_all[idx], hp.augment, gen)
+                batch = Batch(
+                    self.normalise(x, info),
+                    y_all[idx],
+                    {k: v[idx] for k, v in attrs.items()},
+                    idx,
+                    epoch,
+                    step,
+                )
+                with autocast(self.device):
+                    loss = method.loss(batch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                method.on_step_end(batch)
+                total += loss.detach().float()
+                step += 1
+            mean_loss = float(total) / max(1, steps)
+            if not math.isfinite(mean_loss):
+                raise BenchError(
+                    f"training diverged (loss {mean_loss}) in epoch {epoch}; "
+                    f"try a lower learning rate, e.g. --set lr={hp.lr / 10:g}"
+                )
+            self.history.append({"epoch": epoch, "loss": mean_loss, "lr": base_lrs[0] * factor})
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{mean_loss:.3f}")
+
+    # -- inference -----------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, method: Method, split: Split, desc: str = "eval") -> Outputs:
+        """``method.predict_batch`` over ``split`` in batches; outputs stay on the device."""
+        assert method.model is not None
+        method.model.to(self.device).eval()
+        n = len(split)
+        parts = []
+        starts = range(0, n, self.eval_batch_size)
+        for start in progress_bar(
+            starts, desc=desc, unit="batch", enabled=self.progress, leave=False
+        ):
+            x = self.normalise(split.inputs[start : start + self.eval_batch_size], method.info)
+            with autocast(self.device):
+                out = method.predict_batch(x)
+            parts.append(_float32(out))
+        return Outputs.cat(parts)
+
+
+def _float32(out: Outputs) -> Outputs:
+    for name in ("logits", "features", "ood_score", "saliency", "probs_"):
+        value = getattr(out, name)
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            setattr(out, name, value.float())
+    return out
+
+
+def make_optimizer(hp: Any, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
+    for g in groups:
+        g.setdefault("lr", hp.lr)
+    if hp.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=hp.lr, weight_decay=hp.weight_decay)
+    return torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)

@@ -1,0 +1,50 @@
+"""Balanced accuracy: mean per-class recall over the classes present in the labels.
+
+Convention of scikit-learn's ``balanced_accuracy_score`` (adjusted=False): a class that is never
+predicted counts with recall 0; a class that appears only in the predictions is ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from benchmark import EvalView, Metric, register_metric
+from benchmark.metric import as_labels, check_same_length
+
+
+def per_class_accuracy(
+    preds: torch.Tensor, labels: torch.Tensor, num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(recall per class, number of samples per class); recall is NaN for absent classes."""
+    counts = torch.bincount(labels, minlength=num_classes)[:num_classes]
+    hits = torch.bincount(labels[preds == labels], minlength=num_classes)[:num_classes]
+    recall = hits.double() / counts.double()
+    recall[counts == 0] = float("nan")
+    return recall, counts
+
+
+def balanced_accuracy(preds: Any, labels: Any) -> float:
+    """Mean recall over classes present in ``labels``."""
+    p, y = as_labels(preds, name="preds"), as_labels(labels)
+    check_same_length(preds=p, labels=y)
+    y = y.to(p.device)
+    if (y < 0).any():
+        raise ValueError("labels must be non-negative class indices")
+    k = int(max(int(y.max()), int(p.max())) + 1)
+    recall, counts = per_class_accuracy(p, y, k)
+    return float(recall[counts > 0].mean())
+
+
+@register_metric("balanced-accuracy")
+class BalancedAccuracy(Metric):
+    """Balanced accuracy (mean per-class recall, scikit-learn convention)."""
+
+    requires = ("preds", "labels")
+    higher_is_better = {"bacc": True}
+    functions = {"balanced_accuracy": balanced_accuracy}
+
+    def compute(self, view: EvalView) -> dict[str, float]:
+        keep = view.labels >= 0
+        return {"bacc": balanced_accuracy(view.outputs.preds[keep], view.labels[keep])}
