@@ -31,11 +31,21 @@ class EvalView:
     train_counts: torch.Tensor | None = None
     num_classes: int = 0
     track: str = ""
+    #: the split's raw inputs (uint8 or float, N×C×H×W, on the CPU) — for perturbation metrics
+    inputs: Any = None
+    #: maps raw inputs scaled to [0, 1] to normalised model inputs (the dataset's mean/std)
+    normalise: Callable[[torch.Tensor], torch.Tensor] | None = None
+    #: maps a batch of normalised inputs to class probabilities (N, C) with the trained model
+    model_probs: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def available(self) -> set[str]:
         have = self.outputs.available() | {f"attr:{a}" for a in self.attrs} | {"labels"}
         if self.train_counts is not None:
             have.add("train_counts")
+        if self.inputs is not None:
+            have.add("inputs")
+        if self.model_probs is not None and self.normalise is not None:
+            have.add("model")
         return have
 
 
@@ -43,7 +53,8 @@ class Metric:
     """Base class of metric plugins.
 
     ``requires``: output names (``logits``, ``probs``, ``preds``, ``features``, ``ood_score``,
-    ``saliency``), ``labels``, ``train_counts`` and ``attr:<name>`` for split attributes.
+    ``saliency``), ``labels``, ``train_counts``, ``attr:<name>`` for split attributes, and
+    ``inputs`` / ``model`` for metrics that perturb images and query the trained model.
     ``higher_is_better``: the keys ``compute`` returns, each with its direction.
     ``tracks``: the tracks whose tables show this metric (None: every track).
     ``functions``: the plain functions exposed through ``benchmark.metric_fn``.
@@ -138,3 +149,14 @@ def check_same_length(**tensors: torch.Tensor) -> int:
     if n == 0:
         raise BenchError(f"empty inputs: {', '.join(lengths)}")
     return n
+
+
+def per_class_accuracy(
+    preds: torch.Tensor, labels: torch.Tensor, num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(recall per class, number of samples per class); recall is NaN for absent classes."""
+    counts = torch.bincount(labels, minlength=num_classes)[:num_classes]
+    hits = torch.bincount(labels[preds == labels], minlength=num_classes)[:num_classes]
+    recall = hits.double() / counts.double()
+    recall[counts == 0] = float("nan")
+    return recall, counts

@@ -25,10 +25,14 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9\-.]*$")
 class PluginFailure:
     """A plugin file or entry point that failed to import."""
 
-    kind: str
+    kind: str  # "method", "dataset", "metric", or "plugin" when the file's kind is unknown
     source: str  # file path or "entry point group:name"
     error: str
     stem: str  # file stem / entry point name, used to explain a missing name
+
+
+#: Every plugin that failed to import, whatever its kind (shown by ``bench list``).
+FAILURES: list[PluginFailure] = []
 
 
 @dataclass
@@ -58,7 +62,6 @@ class Registry(Generic[T]):
     kind: str  # "method", "dataset", ...
     base: type | None = None
     _entries: dict[str, Entry[T]] = field(default_factory=dict)
-    failures: list[PluginFailure] = field(default_factory=list)
 
     def register(self, name: str) -> Callable[[T], T]:
         """Class decorator: register ``obj`` under ``name`` (lowercase kebab-case)."""
@@ -87,8 +90,8 @@ class Registry(Generic[T]):
         entry = self._entries.get(name)
         if entry is not None:
             return entry.obj
-        for failure in self.failures:
-            if failure.stem.replace("_", "-") == name:
+        for failure in FAILURES:
+            if failure.kind in (self.kind, "plugin") and failure.stem.replace("_", "-") == name:
                 raise PluginLoadError(
                     f"{self.kind} '{name}' failed to load from {failure.source}: {failure.error}"
                 )
@@ -117,13 +120,13 @@ class Registry(Generic[T]):
     @contextmanager
     def isolated(self) -> Iterator[Registry[T]]:
         """Restore the entries and failures on exit (for tests that register throwaway plugins)."""
-        saved, failures = dict(self._entries), list(self.failures)
+        saved, failures = dict(self._entries), list(FAILURES)
         try:
             yield self
         finally:
             self._entries.clear()
             self._entries.update(saved)
-            self.failures[:] = failures
+            FAILURES[:] = failures
 
 
 def relpath(path: str | Path) -> str:

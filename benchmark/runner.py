@@ -24,7 +24,7 @@ import torch
 import benchmark
 from benchmark.data import load_bundle
 from benchmark.dataset import DATASETS, Bundle, Dataset
-from benchmark.device import environment, seed_everything, select_device
+from benchmark.device import autocast, environment, seed_everything, select_device
 from benchmark.errors import BenchError, UnknownNameError
 from benchmark.hparams import resolve
 from benchmark.method import METHODS, Method
@@ -241,7 +241,7 @@ class Runner:
         conventions: dict[str, str] = {}
         train_counts = bundle.class_counts("train")
         for name in bundle.eval_splits:
-            view = self.view(bundle, name, predict)
+            view = self.view(bundle, name, predict, method, trainer)
             view.train_counts = train_counts.to(self.device)
             metrics[name], details[name] = {}, {}
             for mname, mcls in METRICS.items():
@@ -258,10 +258,13 @@ class Runner:
                 conventions["ood_score"] = outputs[name].ood_score_kind
         return metrics, details, conventions
 
-    def view(self, bundle: Bundle, name: str, predict: Any) -> EvalView:
+    def view(
+        self, bundle: Bundle, name: str, predict: Any, method: Method, trainer: Trainer
+    ) -> EvalView:
         split = bundle.splits[name]
         out = predict(name)
         labels, attrs = split.labels, dict(split.attrs)
+        inputs: Any = split.inputs
         if split.pair_with:  # OoD split: evaluate the in-distribution split and this one together
             ref = bundle.splits[split.pair_with]
             out = Outputs.concat_splits(predict(split.pair_with), out)
@@ -271,6 +274,18 @@ class Runner:
             attrs["is_ood"] = torch.cat(
                 [torch.zeros(len(ref), dtype=torch.bool), torch.ones(len(split), dtype=torch.bool)]
             )
+            inputs = None
+        info = method.info
+
+        def normalise(x: torch.Tensor) -> torch.Tensor:
+            return trainer.normalise(x, info)
+
+        @torch.no_grad()
+        def model_probs(x: torch.Tensor) -> torch.Tensor:
+            with autocast(self.device):
+                logits = method.predict_batch(x).logits
+            return torch.softmax(logits.float(), dim=1)
+
         return EvalView(
             split=name,
             labels=labels.to(self.device),
@@ -278,6 +293,9 @@ class Runner:
             attrs={k: v.to(self.device) for k, v in attrs.items()},
             num_classes=bundle.num_classes,
             track=bundle.track,
+            inputs=inputs,
+            normalise=normalise,
+            model_probs=model_probs,
         )
 
 

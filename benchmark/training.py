@@ -86,6 +86,8 @@ class Trainer:
 
     # -- input pipeline ------------------------------------------------------------------
     def normalise(self, x: torch.Tensor, info: DatasetInfo) -> torch.Tensor:
+        """Raw inputs -> model inputs: uint8 is scaled to [0, 1], floats are taken as already
+        scaled (e.g. a perturbed image); then the dataset's mean/std are applied."""
         x = x.to(self.device, non_blocking=True)
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
         mean = torch.tensor(info.mean, device=x.device).view(1, -1, 1, 1)

@@ -69,7 +69,7 @@ class ColoredMNIST(Dataset):
     version = "1"
     attrs = ("bias", "aligned", "group")
     options = {
-        "rho": HParam(0.99, help="bias-aligned fraction in train/val (LfF: 0.95/0.98/0.99/0.995)"),
+        "rho": HParam(0.95, help="bias-aligned fraction in train/val (LfF: 0.95/0.98/0.99/0.995)"),
         "test_rho": HParam(0.1, help="aligned fraction of the test set (0.1 = uniform)"),
         "severity": HParam(
             4, help="colour noise level 1..5 (std 0.05 ... 0.002)", choices=(1, 2, 3, 4, 5)

@@ -8,21 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from benchmark import EvalView, Metric, register_metric
-from benchmark.metric import as_labels, check_same_length
-
-
-def per_class_accuracy(
-    preds: torch.Tensor, labels: torch.Tensor, num_classes: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(recall per class, number of samples per class); recall is NaN for absent classes."""
-    counts = torch.bincount(labels, minlength=num_classes)[:num_classes]
-    hits = torch.bincount(labels[preds == labels], minlength=num_classes)[:num_classes]
-    recall = hits.double() / counts.double()
-    recall[counts == 0] = float("nan")
-    return recall, counts
+from benchmark.metric import as_labels, check_same_length, per_class_accuracy
 
 
 def balanced_accuracy(preds: Any, labels: Any) -> float:

@@ -10,10 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from benchmark.plugins.metrics.balanced_accuracy import per_class_accuracy
 
 from benchmark import EvalView, Metric, register_metric
-from benchmark.metric import as_labels, as_tensor, check_same_length
+from benchmark.metric import as_labels, as_tensor, check_same_length, per_class_accuracy
 
 MANY, FEW = 100, 20
 

@@ -53,7 +53,7 @@ def main(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     kinds = [args.kind] if args.kind else list(KINDS)
-    broken = [f for f in failures() if f.kind + "s" in kinds]
+    broken = [f for f in failures() if f.kind == "plugin" or f.kind + "s" in kinds]
     if args.json:
         payload = {k: rows(k, args.pattern) for k in kinds}
         payload["failed"] = [f.__dict__ for f in broken]

@@ -1,11 +1,21 @@
-"""Plugin discovery: built-in folders, entry points, and ``--plugin FILE``.
+"""Plugin discovery: built-in folders, entry points, plugin folders and ``--plugin FILE``.
 
-The top-level ``methods/``, ``datasets/`` and ``metrics/`` folders are *not* importable
-packages (``import datasets`` must stay the Hugging Face library). Their files are imported
-under the private, stable names ``benchmark.plugins.<kind>.<stem>`` (the subpackages below
-point their ``__path__`` at the folders), so pickling and worker processes still work.
-Third-party packages register through the entry-point groups ``bench.methods``,
-``bench.datasets`` and ``bench.metrics``.
+Sources, in order:
+
+1. the built-in files in the top-level ``methods/``, ``datasets/`` and ``metrics/`` folders
+   (shipped inside the wheel as ``benchmark/_builtin/<kind>/``);
+2. installed packages' entry points in the groups ``bench.methods``, ``bench.datasets``,
+   ``bench.metrics`` (``name = "pkg.module"`` or ``"pkg.module:Class"``);
+3. the folders listed in ``$BENCH_PLUGIN_PATH`` (``os.pathsep``-separated), every ``*.py``;
+4. ``--plugin FILE`` (or a folder) on the command line.
+
+Sources 1–3 are imported softly: a file that fails is recorded (``bench list`` shows it) and
+breaks only the commands that need it. A ``--plugin`` file the user named must load.
+
+The plugin folders are *not* importable packages (``import datasets`` must stay the Hugging
+Face library). Built-in files are imported under the private, stable names
+``benchmark.plugins.<kind>.<stem>`` (the subpackages point their ``__path__`` at the folders),
+so pickling and worker processes still work; other files under ``benchmark.plugins.local``.
 """
 
 from __future__ import annotations
@@ -15,13 +25,14 @@ import importlib
 import importlib.metadata
 import importlib.util
 import inspect
+import os
 import sys
 import traceback
 from collections.abc import Iterable
 from pathlib import Path
 
 from benchmark.errors import DuplicatePluginError, PluginLoadError
-from benchmark.registry import PluginFailure, Registry, relpath
+from benchmark.registry import FAILURES, PluginFailure, Registry, relpath
 
 KINDS = ("methods", "datasets", "metrics")
 _loaded = False
@@ -54,50 +65,19 @@ def _error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
-def _import_builtin(kind: str, path: Path) -> None:
-    name = f"benchmark.plugins.{kind}.{path.stem}"
-    try:
-        importlib.import_module(name)
-    except DuplicatePluginError:
-        raise
-    except Exception as exc:  # a broken plugin must not break unrelated commands
-        sys.modules.pop(name, None)
-        registry(kind).failures.append(
-            PluginFailure(kind.rstrip("s"), relpath(path), _error_line(exc), path.stem)
-        )
-
-
-def _load_entry_point(kind: str, ep: importlib.metadata.EntryPoint) -> None:
-    reg = registry(kind)
-    try:
-        obj = ep.load()
-    except DuplicatePluginError:
-        raise
-    except Exception as exc:
-        reg.failures.append(
-            PluginFailure(
-                kind.rstrip("s"),
-                f"entry point {ep.group}:{ep.name} ({ep.value})",
-                _error_line(exc),
-                ep.name,
-            )
-        )
-        return
-    # ``pkg.module:Class`` whose class is not decorated: register it under the entry-point name
-    is_plugin = inspect.isclass(obj) and reg.base is not None and issubclass(obj, reg.base)
-    if is_plugin and ep.name not in reg and getattr(obj, "name", "") not in reg:
-        reg.register(ep.name)(obj)
-
-
-def load_file(path: str | Path) -> None:
-    """Import a plugin file given with ``--plugin``; errors here are the user's to see."""
-    path = Path(path).resolve()
-    if path in _files:
-        return
-    if not path.is_file():
-        raise PluginLoadError(f"--plugin {path}: no such file")
+def _module_name(path: Path, kind: str | None) -> str:
+    if kind is not None and path.parent == builtin_dir(kind):
+        return f"benchmark.plugins.{kind}.{path.stem}"
     digest = hashlib.sha256(str(path).encode()).hexdigest()[:8]
-    name = f"benchmark.plugins.local.{path.stem.replace('-', '_')}_{digest}"
+    return f"benchmark.plugins.local.{path.stem.replace('-', '_')}_{digest}"
+
+
+def import_file(path: Path, kind: str | None = None, *, strict: bool = False) -> None:
+    """Import one plugin file. ``strict``: raise on failure, else record it in ``FAILURES``."""
+    path = path.resolve()
+    name = _module_name(path, kind)
+    if name in sys.modules:
+        return
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -107,16 +87,55 @@ def load_file(path: str | Path) -> None:
     except DuplicatePluginError:
         sys.modules.pop(name, None)
         raise
-    except Exception as exc:
+    except Exception as exc:  # a broken plugin must not break unrelated commands
         sys.modules.pop(name, None)
-        raise PluginLoadError(
-            f"--plugin {relpath(path)} failed to load: {_error_line(exc)}"
-        ) from exc
+        if strict:
+            raise PluginLoadError(
+                f"plugin {relpath(path)} failed to load: {_error_line(exc)}"
+            ) from exc
+        label = kind.rstrip("s") if kind else "plugin"
+        FAILURES.append(PluginFailure(label, relpath(path), _error_line(exc), path.stem))
+
+
+def import_folder(folder: Path, kind: str | None = None, *, strict: bool = False) -> None:
+    """Import every ``*.py`` file of ``folder`` (files starting with ``_`` are skipped)."""
+    for path in sorted(folder.glob("*.py")):
+        if not path.name.startswith("_"):
+            import_file(path, kind, strict=strict)
+
+
+def _load_entry_point(kind: str, ep: importlib.metadata.EntryPoint) -> None:
+    reg = registry(kind)
+    try:
+        obj = ep.load()
+    except DuplicatePluginError:
+        raise
+    except Exception as exc:
+        source = f"entry point {ep.group}:{ep.name} ({ep.value})"
+        FAILURES.append(PluginFailure(kind.rstrip("s"), source, _error_line(exc), ep.name))
+        return
+    # ``pkg.module:Class`` whose class is not decorated: register it under the entry-point name
+    is_plugin = inspect.isclass(obj) and reg.base is not None and issubclass(obj, reg.base)
+    if is_plugin and ep.name not in reg and getattr(obj, "name", "") not in reg:
+        reg.register(ep.name)(obj)
+
+
+def load_file(path: str | Path) -> None:
+    """Import a plugin file (or every file of a folder) named with ``--plugin``."""
+    path = Path(path).resolve()
+    if path in _files:
+        return
+    if path.is_dir():
+        import_folder(path, strict=True)
+    elif path.is_file():
+        import_file(path, strict=True)
+    else:
+        raise PluginLoadError(f"--plugin {path}: no such file or folder")
     _files.append(path)
 
 
 def load_plugins(files: Iterable[str | Path] = (), *, entry_points: bool = True) -> None:
-    """Discover built-in plugins and entry points once, then any extra plugin ``files``."""
+    """Discover built-ins, entry points and ``$BENCH_PLUGIN_PATH`` once, then ``files``."""
     global _loaded
     if not _loaded:
         _loaded = True
@@ -124,13 +143,17 @@ def load_plugins(files: Iterable[str | Path] = (), *, entry_points: bool = True)
 
         for kind in KINDS:
             folder = builtin_dir(kind)
-            for path in sorted(folder.glob("*.py")) if folder else ():
-                if not path.name.startswith("_"):
-                    _import_builtin(kind, path)
+            if folder is not None:
+                import_folder(folder, kind)
         if entry_points:
             for kind in KINDS:
                 for ep in importlib.metadata.entry_points(group=f"bench.{kind}"):
                     _load_entry_point(kind, ep)
+        for entry in os.environ.get("BENCH_PLUGIN_PATH", "").split(os.pathsep):
+            if entry and Path(entry).is_dir():
+                import_folder(Path(entry))
+            elif entry and Path(entry).is_file():
+                import_file(Path(entry))
     for path in files:
         load_file(path)
 
@@ -141,4 +164,4 @@ def loaded_files() -> list[Path]:
 
 
 def failures() -> list[PluginFailure]:
-    return [f for kind in KINDS for f in registry(kind).failures]
+    return list(FAILURES)

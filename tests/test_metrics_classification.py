@@ -1,0 +1,91 @@
+"""Classification metrics against scikit-learn and hand-computed cases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import accuracy_score, balanced_accuracy_score
+
+from benchmark import metric_fn
+from benchmark.errors import BenchError
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("n,k", [(1, 2), (10, 3), (1000, 10), (5000, 100)])
+def test_accuracy_and_bacc_match_sklearn(seed: int, n: int, k: int) -> None:
+    rng = np.random.RandomState(seed)
+    labels = rng.randint(0, k, n)
+    preds = np.where(rng.rand(n) < 0.6, labels, rng.randint(0, k, n))
+    assert metric_fn("accuracy")(preds, labels) == pytest.approx(
+        accuracy_score(labels, preds), abs=1e-12
+    )
+    with np.errstate(all="ignore"):
+        ref = balanced_accuracy_score(labels, preds)
+    got = metric_fn("balanced_accuracy")(torch.from_numpy(preds), torch.from_numpy(labels))
+    assert got == pytest.approx(ref, abs=1e-12)
+
+
+def test_bacc_adversarial_cases() -> None:
+    bacc = metric_fn("balanced_accuracy")
+    # a class that appears only in the predictions is ignored; a never-predicted class scores 0
+    labels, preds = np.array([0, 0, 1, 1]), np.array([0, 5, 5, 5])
+    with pytest.warns(UserWarning):
+        ref = balanced_accuracy_score(labels, preds)
+    assert bacc(preds, labels) == pytest.approx(ref) == pytest.approx(0.25)
+    # absent middle class, scores instead of indices
+    scores = torch.tensor([[0.9, 0.0, 0.1], [0.1, 0.0, 0.9], [0.0, 0.2, 0.8]])
+    assert bacc(scores, [0, 2, 2]) == pytest.approx(1.0)
+    assert bacc([1, 1, 1], [1, 1, 1]) == 1.0
+
+
+def test_functional_api_rejects_bad_input() -> None:
+    acc = metric_fn("accuracy")
+    with pytest.raises(BenchError, match="differ in length"):
+        acc([0, 1], [0])
+    with pytest.raises(BenchError, match="empty"):
+        acc([], [])
+    with pytest.raises(BenchError, match="NaN"):
+        acc(np.array([[0.1, np.nan]]), [0])
+    with pytest.raises(BenchError, match="integer class indices"):
+        acc(np.array([0.5]), [0])
+
+
+def test_shot_accuracy_hand_computed() -> None:
+    shot = metric_fn("shot_accuracy")
+    train_counts = [500, 101, 100, 20, 19, 1]  # many, many, medium, medium, few, few
+    labels = [0, 0, 1, 2, 2, 3, 4, 5, 5, 5]
+    preds = [0, 1, 1, 2, 0, 0, 4, 5, 0, 0]
+    out = shot(preds, labels, train_counts)
+    # per class: 0.5, 1.0, 0.5, 0.0, 1.0, 1/3
+    assert out["many"] == pytest.approx((0.5 + 1.0) / 2)
+    assert out["medium"] == pytest.approx((0.5 + 0.0) / 2)
+    assert out["few"] == pytest.approx((1.0 + 1 / 3) / 2)
+
+
+def test_shot_accuracy_empty_group_is_nan_and_absent_classes_are_skipped() -> None:
+    out = metric_fn("shot_accuracy")([0, 1, 1], [0, 1, 1], [500, 5, 50])
+    assert out["many"] == 1.0 and out["few"] == 1.0
+    assert math.isnan(out["medium"])  # class 2 is medium but has no test sample
+    with pytest.raises(ValueError, match="one train count per class"):
+        metric_fn("shot_accuracy")([0], [3], [1, 2])
+
+
+def test_worst_group_accuracy() -> None:
+    out = metric_fn("worst_group_accuracy")(
+        preds=[0, 0, 1, 1, 1, 0], labels=[0, 0, 1, 1, 0, 1], groups=[3, 3, 7, 7, 9, 9]
+    )
+    assert out["worst"] == 0.0 and out["worst_group"] == 9
+    assert out["per_group"] == {3: 1.0, 7: 1.0, 9: 0.0}
+    assert out["counts"] == {3: 2, 7: 2, 9: 2}
+
+
+def test_aligned_conflicting() -> None:
+    out = metric_fn("aligned_conflicting_accuracy")(
+        [0, 1, 1, 0], [0, 1, 0, 0], [True, True, False, False]
+    )
+    assert out == {"aligned": 1.0, "conflicting": 0.5}
+    only = metric_fn("aligned_conflicting_accuracy")([0], [0], [True])
+    assert math.isnan(only["conflicting"])

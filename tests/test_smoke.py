@@ -1,0 +1,87 @@
+"""Every registered method on every compatible built-in dataset, at tiny size, on the CPU.
+
+New plugins join this test without new test code. A method that cannot pass declares
+``smoke_xfail = "reason"``; it is never dropped from the list silently.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+
+from benchmark.dataset import DATASETS
+from benchmark.device import select_device
+from benchmark.hparams import parse_assignments
+from benchmark.method import METHODS
+from benchmark.plugins import load_plugins
+from benchmark.runner import Runner
+from benchmark.store import Store
+
+from conftest import tiny_settings
+
+load_plugins()
+
+
+def pairs() -> list[object]:
+    out = []
+    for mname, mcls in METHODS.items():
+        for dname, dcls in DATASETS.items():
+            if not dcls.builtin() or mcls.incompatibility(dcls):
+                continue
+            marks = []
+            reason = getattr(mcls, "smoke_xfail", "")
+            if reason:
+                marks.append(pytest.mark.xfail(reason=reason, strict=True))
+            out.append(pytest.param(mname, dname, id=f"{mname}-{dname}", marks=marks))
+    return out
+
+
+@pytest.mark.parametrize("method,dataset", pairs())
+def test_method_runs_on_dataset(method: str, dataset: str, tmp_path) -> None:
+    device = select_device(os.environ.get("BENCH_DEVICE", "cpu"))
+    runner = Runner(Store(tmp_path), device, progress=False)
+    record, cached = runner.run(method, dataset, 0, parse_assignments(tiny_settings(dataset)))
+    assert not cached
+    bundle = runner.bundle(
+        dataset,
+        {
+            k.removeprefix("dataset."): v
+            for k, v in parse_assignments(tiny_settings(dataset)).items()
+            if k.startswith("dataset.")
+        },
+    )
+    assert set(record.metrics) == set(bundle.eval_splits)
+    for split, values in record.metrics.items():
+        assert "acc" in values or split != bundle.eval_splits[0]
+        for key, value in values.items():
+            assert math.isnan(value) or math.isfinite(value), (split, key, value)
+    assert 0.0 <= record.metrics[bundle.eval_splits[0]]["acc"] <= 1.0
+
+
+def test_every_pair_is_covered() -> None:
+    """Each method runs on at least one built-in dataset, each built-in dataset hosts ERM."""
+    covered = {p.values[0] for p in pairs()}  # type: ignore[attr-defined]
+    assert covered == set(METHODS.names())
+    hosted = {p.values[1] for p in pairs() if p.values[0] == "erm"}  # type: ignore[attr-defined]
+    assert hosted == {n for n, c in DATASETS.items() if c.builtin()}
+
+
+@pytest.mark.parametrize("dataset", [n for n, c in DATASETS.items() if c.builtin()])
+def test_declared_metadata_matches_the_bundle(dataset: str) -> None:
+    """What a dataset declares (track, attributes) is what its bundle holds."""
+    from benchmark.data import load_bundle
+
+    cls = DATASETS.get(dataset)
+    options = {k: v for k, v in cls.tiny.items()}
+    bundle = load_bundle(dataset, options)
+    assert bundle.track == cls.track and bundle.version == cls.version
+    for split in bundle.eval_splits:
+        assert set(cls.attrs) <= set(bundle.splits[split].attrs), split
+    assert set(cls.attrs) <= set(bundle.splits["train"].attrs)
+    train = bundle.splits["train"]
+    assert train.labels.dtype == torch.int64
+    assert int(train.labels.max()) < bundle.num_classes
+    assert len(bundle.mean) == len(bundle.std) == bundle.input_shape[0]
