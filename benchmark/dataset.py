@@ -160,7 +160,8 @@ class Dataset:
     Subclasses set the class attributes and implement ``build``. ``options`` are declared like
     hyperparameters (``--set dataset.imbalance=50``); they enter the cache key and the
     fingerprint. ``protocol`` gives this dataset's default training recipe (backbone, epochs,
-    lr, ...); ``tiny`` gives options for the registry-wide smoke test.
+    lr, ...) as a dict or the name of one in ``benchmark.protocols``; ``tiny`` gives options
+    for the registry-wide smoke test.
     """
 
     name: ClassVar[str] = ""
@@ -169,7 +170,7 @@ class Dataset:
     description: ClassVar[str] = ""
     options: ClassVar[dict[str, HParam]] = {}
     attrs: ClassVar[tuple[str, ...]] = ()
-    protocol: ClassVar[dict[str, Any]] = {}
+    protocol: ClassVar[dict[str, Any] | str] = {}
     tiny: ClassVar[dict[str, Any]] = {}
     needs_data_root: ClassVar[bool] = False
     layout: ClassVar[str] = ""

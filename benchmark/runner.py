@@ -30,6 +30,7 @@ from benchmark.hparams import resolve
 from benchmark.method import METHODS, Method
 from benchmark.metric import METRICS, EvalView
 from benchmark.outputs import Outputs
+from benchmark.protocols import protocol
 from benchmark.record import RunRecord, content_id
 from benchmark.sources import core_hash, git_commit, source_hash
 from benchmark.store import Store
@@ -72,7 +73,7 @@ def resolve_hparams(
     method: type[Method], dataset: type[Dataset], overrides: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Protocol defaults < dataset protocol < base's and method's protocol defaults < --set."""
-    defaults: dict[str, Any] = dict(dataset.protocol)
+    defaults: dict[str, Any] = protocol(dataset.protocol)
     chain = []
     cls: type[Method] | None = method
     while cls is not None:
