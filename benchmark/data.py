@@ -71,7 +71,9 @@ def load_bundle(
             raise cls.missing(None, "no data root given")
         if not path.exists():
             raise cls.missing(path, "the folder does not exist")
-        return cls().build(options, path)
+        bundle = cls().build(options, path)
+        bundle.options = options
+        return bundle
     key = content_id([cls.name, cls.version, options, source_hash(cls)])
     cached = cache_dir() / "datasets" / cls.name / f"{key}.pt"
     if use_cache and cached.is_file():
