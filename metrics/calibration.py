@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from benchmark import EvalView, Metric, register_metric
 from benchmark.errors import BenchError
-from benchmark.metric import as_labels, as_tensor, check_same_length
+from benchmark.metric import as_labels, check_same_length
 
 N_BINS = 15
 SUM_TOLERANCE = 1e-3
@@ -27,16 +28,19 @@ SUM_TOLERANCE = 1e-3
 
 def _top_label(probs: Any, labels: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """(confidence, correct) per sample, after checking that ``probs`` are probabilities."""
-    p = as_tensor(probs, name="probs")
+    p = probs.detach() if isinstance(probs, torch.Tensor) else torch.as_tensor(np.asarray(probs))
     if p.ndim != 2 or not p.is_floating_point():
         raise BenchError(
             f"probs must be a float (N, C) array of probabilities, got {p.dtype} {tuple(p.shape)}"
         )
     y = as_labels(labels, device=p.device)
     check_same_length(probs=p, labels=y)
-    if (p < 0).any():
+    sums = p.sum(dim=1, dtype=torch.float64)  # NaN and inf show up here
+    if not bool(torch.isfinite(sums).all()):
+        raise BenchError("probs contains NaN or infinite values")
+    if not bool((p >= 0).all()):
         raise BenchError("probs has negative entries: pass probabilities (softmax), not logits")
-    worst = float((p.double().sum(dim=1) - 1).abs().max())
+    worst = float((sums - 1).abs().max())
     if worst > SUM_TOLERANCE:
         raise BenchError(
             f"probs rows must sum to 1 (within {SUM_TOLERANCE}); one is off by {worst:.3g}: "

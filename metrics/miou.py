@@ -17,18 +17,23 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from benchmark import EvalView, Metric, register_metric
 from benchmark.errors import BenchError, UnknownNameError
-from benchmark.metric import as_tensor, check_same_length
+from benchmark.metric import check_same_length
 
 RECIPES = ("thr0.5", "mean")
+#: pixels per chunk of images (bounds memory; chunks stay in cache on the CPU)
+CHUNK_PIXELS = {"cpu": 2**16, "cuda": 2**26}
 
 
 def _maps(x: Any, name: str, device: torch.device | None = None) -> torch.Tensor:
-    t = as_tensor(x, name=name, device=device)
+    t = x.detach() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    if device is not None:
+        t = t.to(device)
     if t.ndim == 4 and t.shape[1] == 1:
         t = t[:, 0]
     if t.ndim != 3:
@@ -42,23 +47,27 @@ def binary_masks(masks: Any, device: torch.device | None = None) -> torch.Tensor
     if m.dtype == torch.bool:
         return m
     if m.dtype == torch.uint8:
-        return m.double() / 255 > 0.5
-    if not m.is_floating_point() and ((m != 0) & (m != 1)).any():
-        raise BenchError("integer masks must be 0/1 (or pass uint8 0–255, bool, floats in [0, 1])")
-    m = m.double()
-    if (m < 0).any() or (m > 1).any():
-        raise BenchError("float masks must lie in [0, 1]")
+        return m > 127  # m / 255 > 0.5
+    if not m.is_floating_point():
+        if ((m != 0) & (m != 1)).any():
+            raise BenchError("integer masks must be 0/1 (or uint8 0–255, bool, floats in [0, 1])")
+        return m == 1
+    if not bool(((m >= 0) & (m <= 1)).all()):
+        raise BenchError("float masks must lie in [0, 1] (and not be NaN)")
     return m > 0.5
 
 
-def normalised_maps(saliency: Any, size: tuple[int, int], device: torch.device) -> torch.Tensor:
-    """Per-image min-max normalisation to [0, 1] (a constant map becomes 0), then bilinear
-    resizing to ``size``."""
-    s = _maps(saliency, "saliency", device).double()
+def normalised_maps(saliency: Any, size: tuple[int, int]) -> torch.Tensor:
+    """Per-image min-max normalisation to [0, 1] in float64 (a constant map becomes 0), then
+    bilinear resizing to ``size``."""
+    s = _maps(saliency, "saliency")
+    if s.is_floating_point() and not bool(torch.isfinite(s).all()):
+        raise BenchError("saliency contains NaN or infinite values")
+    s = s.double()
     flat = s.flatten(1)
-    lo, hi = flat.min(dim=1).values, flat.max(dim=1).values
-    span = (hi - lo).view(-1, 1, 1)
-    s = torch.where(span > 0, (s - lo.view(-1, 1, 1)) / span.clamp(min=1e-300), 0.0)
+    lo, hi = flat.min(dim=1).values.view(-1, 1, 1), flat.max(dim=1).values.view(-1, 1, 1)
+    span = hi - lo
+    s = torch.where(span > 0, (s - lo) / torch.where(span > 0, span, 1.0), 0.0)
     if tuple(s.shape[1:]) != tuple(size):
         s = F.interpolate(s[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
     return s
@@ -69,26 +78,35 @@ def miou_details(saliency: Any, masks: Any, recipe: str = "thr0.5") -> dict[str,
     if recipe not in RECIPES:
         raise UnknownNameError("mIoU recipe", recipe, RECIPES)
     device = next((t.device for t in (saliency, masks) if isinstance(t, torch.Tensor)), None)
-    g = binary_masks(masks, device)
-    s = normalised_maps(saliency, tuple(g.shape[1:]), g.device)
-    check_same_length(saliency=s, masks=g)
-    present = g.flatten(1).any(dim=1)
-    s, g = s[present], g[present]
-    out: dict[str, Any] = {"n_images": int(present.sum()), "n_empty_masks": int((~present).sum())}
-    if len(g) == 0:
+    sal, gt = _maps(saliency, "saliency", device), _maps(masks, "masks", device)
+    n = check_same_length(saliency=sal, masks=gt)
+    size = tuple(gt.shape[1:])
+    chunk = max(1, CHUNK_PIXELS["cuda" if gt.is_cuda else "cpu"] // (size[0] * size[1]))
+    per_image, n_empty = [], 0
+    inter = torch.zeros(2, dtype=torch.float64, device=gt.device)  # background, foreground
+    union = torch.zeros_like(inter)
+    for i in range(0, n, chunk):
+        g = binary_masks(gt[i : i + chunk])
+        s = normalised_maps(sal[i : i + chunk], size)
+        present = g.flatten(1).any(dim=1)
+        n_empty += int((~present).sum())
+        s, g = s[present], g[present]
+        if recipe == "thr0.5":
+            fg = s > 0.5
+            i_img = (fg & g).flatten(1).sum(dim=1).double()
+            per_image.append(i_img / (fg | g).flatten(1).sum(dim=1).double())
+        else:
+            fg = s > s.flatten(1).mean(dim=1).view(-1, 1, 1)
+            for c, (pred, true) in enumerate(((~fg, ~g), (fg, g))):
+                inter[c] += (pred & true).sum()
+                union[c] += (pred | true).sum()
+    out: dict[str, Any] = {"n_images": n - n_empty, "n_empty_masks": n_empty}
+    if n_empty == n:
         return {"miou": float("nan"), **out}
     if recipe == "thr0.5":
-        fg = s > 0.5
-        inter = (fg & g).flatten(1).sum(dim=1).double()
-        union = (fg | g).flatten(1).sum(dim=1).double()
-        iou = inter / union
+        iou = torch.cat(per_image)
         return {"miou": float(iou.mean()), **out, "per_image": iou.tolist()}
-    fg = s > s.flatten(1).mean(dim=1).view(-1, 1, 1)
-    ious = []
-    for pred, true in ((~fg, ~g), (fg, g)):  # background, foreground
-        union = float((pred | true).sum())
-        if union > 0:
-            ious.append(float((pred & true).sum()) / union)
+    ious = (inter[union > 0] / union[union > 0]).tolist()  # background, foreground
     return {"miou": sum(ious) / len(ious), **out, "per_class": ious}
 
 

@@ -38,15 +38,13 @@ def _scores(x: Any, name: str, device: torch.device | None) -> torch.Tensor:
 
 def binary_curve(pos: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Cumulative (true positives, false positives) at each distinct score, descending."""
-    scores = torch.cat([pos, neg])
-    is_pos = torch.cat([torch.ones_like(pos), torch.zeros_like(neg)])
-    order = torch.sort(scores, descending=True, stable=True).indices
-    scores, is_pos = scores[order], is_pos[order]
+    scores, order = torch.sort(torch.cat([pos, neg]), descending=True, stable=True)
+    is_pos = order < len(pos)
     last = torch.nonzero(scores[1:] != scores[:-1]).flatten()
     last = torch.cat([last, last.new_tensor([len(scores) - 1])])
     tps = torch.cumsum(is_pos, 0)[last]
-    fps = (last + 1).double() - tps
-    return tps, fps
+    fps = last + 1 - tps
+    return tps.double(), fps.double()
 
 
 def _swap(tps: torch.Tensor, fps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
