@@ -69,7 +69,7 @@ def test_shot_accuracy_empty_group_is_nan_and_absent_classes_are_skipped() -> No
     out = metric_fn("shot_accuracy")([0, 1, 1], [0, 1, 1], [500, 5, 50])
     assert out["many"] == 1.0 and out["few"] == 1.0
     assert math.isnan(out["medium"])  # class 2 is medium but has no test sample
-    with pytest.raises(ValueError, match="one train count per class"):
+    with pytest.raises(BenchError, match="one train count per class"):
         metric_fn("shot_accuracy")([0], [3], [1, 2])
 
 

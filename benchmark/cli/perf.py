@@ -393,8 +393,15 @@ def parse_sizes(tokens: list[str], device: torch.device) -> dict[str, int]:
 
 
 def measure_metrics(
-    device: torch.device, sizes: dict[str, int], only: str | None, repeat: int, progress: bool
+    device: torch.device,
+    sizes: dict[str, int],
+    only: str | None = None,
+    repeat: int = 3,
+    progress: bool = False,
+    threads: int | None = None,
 ) -> list[dict[str, Any]]:
+    """One row per case (plus baseline rows); ``threads`` is re-applied before each case,
+    because importing a reference (``dcor``, through numba) resets torch's thread count."""
     from benchmark.plugins import load_plugins
     from benchmark.progress import progress_bar
 
@@ -405,6 +412,10 @@ def measure_metrics(
     rows = []
     for case in progress_bar(cases, enabled=progress, desc="perf metrics", unit="case"):
         m = case.build(sizes[case.name], device)
+        if m.reference is not None and m.warmup:
+            m.warmup()
+        if threads:
+            torch.set_num_threads(threads)
         ours_out, ours_s = timed(m.ours, device, repeat)
         row: dict[str, Any] = {
             "case": case.name,
@@ -418,8 +429,6 @@ def measure_metrics(
             "note": m.note,
         }
         if m.reference is not None:
-            if m.warmup:
-                m.warmup()
             ref_out, ref_s = timed(m.reference, torch.device("cpu"), 1)
             row["reference_s"] = ref_s
             row["speedup"] = ref_s / ours_s
@@ -482,14 +491,12 @@ def run_metrics(args: argparse.Namespace) -> int:
     device = select_device(args.device)
     if args.repeat < 1:
         raise BenchError("--repeat must be at least 1")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise BenchError("--threads must be at least 1")
-        import dcor  # noqa: F401  (importing dcor/numba resets torch's thread count)
-
-        torch.set_num_threads(args.threads)
+    if args.threads is not None and args.threads < 1:
+        raise BenchError("--threads must be at least 1")
     sizes = parse_sizes(args.sizes or [], device)
-    rows = measure_metrics(device, sizes, args.only, args.repeat, progress=not args.quiet)
+    rows = measure_metrics(
+        device, sizes, args.only, args.repeat, progress=not args.quiet, threads=args.threads
+    )
     env = environment(device)
     if args.json:
         print(json.dumps({"environment": env, "rows": rows}, indent=1))
