@@ -32,9 +32,10 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         help="measure speed against reference implementations",
         description="Measured speed of parts of the harness, next to a reference.",
     )
-    targets = p.add_subparsers(dest="target", metavar="TARGET", required=True)
+    targets = p.add_subparsers(dest="target", required=True)
     for add in TARGETS:
         add(targets, common)
+    targets.metavar = "{" + ",".join(targets.choices) + "}"
 
 
 # -- timing --------------------------------------------------------------------------------
@@ -257,6 +258,10 @@ def _miou(n: int, device: torch.device) -> Measured:
     )
 
 
+#: image side for the insertion/deletion case: ResNet-50 at 224 px on a GPU; a CNN on the CPU
+INSDEL_SIDE = {"cuda": 224, "cpu": 32}
+
+
 def _insdel_model(device: torch.device, side: int) -> tuple[torch.nn.Module, int]:
     """ResNet-50 (random weights, bf16, channels-last) at 224 px on CUDA; a small CNN else."""
     if device.type == "cuda" and side >= 224:
@@ -283,7 +288,7 @@ def _insertion_deletion(n: int, device: torch.device) -> Measured:
         pixel_counts,
     )
 
-    side = 224 if device.type == "cuda" else 32
+    side = INSDEL_SIDE[device.type]
     model, batch = _insdel_model(device, side)
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n, 3, side, side), dtype=torch.uint8, generator=g)
