@@ -91,3 +91,15 @@ def test_bad_inputs_fail_loudly() -> None:
         ood([0.1], [float("inf")])
     with pytest.raises(BenchError, match="1-D"):
         ood(np.zeros((3, 2)), [0.3])
+
+
+def test_readme_example() -> None:
+    from conftest import REPO
+
+    out = ood(id_scores=[0.9, 0.8, 0.7, 0.4], ood_scores=[0.5, 0.3, 0.2])
+    shown = str({k: round(v, 3) for k, v in out.items()})
+    assert shown in (REPO / "README.md").read_text()
+    assert out["auroc"] == pytest.approx(11 / 12)  # 11 of the 12 (ID, OoD) pairs are ordered
+    assert metric_fn("ece")([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7]], labels=[0, 1, 1]) == (
+        pytest.approx(1 / 3)
+    )
