@@ -27,7 +27,7 @@ from benchmark.metric import check_same_length
 
 RECIPES = ("thr0.5", "mean")
 #: pixels per chunk of images (bounds memory; chunks stay in cache on the CPU)
-CHUNK_PIXELS = {"cpu": 2**16, "cuda": 2**26}
+CHUNK_PIXELS = {"cpu": 2**18, "cuda": 2**26}
 
 
 def _maps(x: Any, name: str, device: torch.device | None = None) -> torch.Tensor:
