@@ -272,7 +272,7 @@ def insertion_deletion(
 
 @register_metric("insertion-deletion")
 class InsertionDeletion(Metric):
-    """Insertion / Deletion AUC of the saliency maps and ID score (protocol ``id``)."""
+    """Insertion / Deletion AUC of the saliency maps and ID score (protocol id)."""
 
     requires = ("saliency", "model", "inputs", "labels")
     higher_is_better = {"insertion": True, "deletion": False, "id_score": True}
