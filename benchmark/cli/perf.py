@@ -42,7 +42,8 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def timed(fn: Callable[[], Any], device: torch.device, repeat: int) -> tuple[Any, float]:
-    """(result, best wall time in s). One untimed warm-up run unless a run takes > 1 s."""
+    """(result, best wall time in s of 1 + ``repeat`` runs); a first run over 1 s is not
+    repeated. CUDA work is synchronised before and after each run."""
 
     def once() -> tuple[Any, float]:
         if device.type == "cuda":
