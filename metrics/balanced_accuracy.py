@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from benchmark import EvalView, Metric, register_metric
+from benchmark.errors import BenchError
 from benchmark.metric import as_labels, check_same_length, per_class_accuracy
 
 
@@ -18,7 +19,7 @@ def balanced_accuracy(preds: Any, labels: Any) -> float:
     check_same_length(preds=p, labels=y)
     y = y.to(p.device)
     if (y < 0).any():
-        raise ValueError("labels must be non-negative class indices")
+        raise BenchError("labels must be non-negative class indices")
     k = int(max(int(y.max()), int(p.max())) + 1)
     recall, counts = per_class_accuracy(p, y, k)
     return float(recall[counts > 0].mean())

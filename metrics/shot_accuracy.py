@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from benchmark import EvalView, Metric, register_metric
+from benchmark.errors import BenchError
 from benchmark.metric import as_labels, as_tensor, check_same_length, per_class_accuracy
 
 MANY, FEW = 100, 20
@@ -38,7 +39,7 @@ def shot_accuracy(
     y = y.to(p.device)
     k = len(counts)
     if int(y.max()) >= k or int(y.min()) < 0:
-        raise ValueError(f"labels must lie in [0, {k}) (one train count per class)")
+        raise BenchError(f"labels must lie in [0, {k}) (one train count per class)")
     recall, test_counts = per_class_accuracy(p, y, k)
     present = test_counts > 0
     out = {}

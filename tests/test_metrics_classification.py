@@ -69,7 +69,7 @@ def test_shot_accuracy_empty_group_is_nan_and_absent_classes_are_skipped() -> No
     out = metric_fn("shot_accuracy")([0, 1, 1], [0, 1, 1], [500, 5, 50])
     assert out["many"] == 1.0 and out["few"] == 1.0
     assert math.isnan(out["medium"])  # class 2 is medium but has no test sample
-    with pytest.raises(ValueError, match="one train count per class"):
+    with pytest.raises(BenchError, match="one train count per class"):
         metric_fn("shot_accuracy")([0], [3], [1, 2])
 
 
@@ -89,3 +89,43 @@ def test_aligned_conflicting() -> None:
     assert out == {"aligned": 1.0, "conflicting": 0.5}
     only = metric_fn("aligned_conflicting_accuracy")([0], [0], [True])
     assert math.isnan(only["conflicting"])
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("n,k,g", [(5, 2, 3), (500, 10, 7), (5000, 100, 40)])
+def test_group_and_shot_metrics_match_plain_loops(seed: int, n: int, k: int, g: int) -> None:
+    import pandas as pd
+
+    rng = np.random.RandomState(seed)
+    labels = rng.randint(0, k, n)
+    preds = np.where(rng.rand(n) < 0.6, labels, rng.randint(0, k, n))
+    groups = rng.randint(0, g, n) * 3  # sparse ids; some groups may be absent
+    hit = pd.Series(preds == labels)
+    per_group = hit.groupby(groups).mean()
+    out = metric_fn("worst_group_accuracy")(preds, labels, groups)
+    assert out["per_group"] == pytest.approx(per_group.to_dict(), abs=1e-12)
+    assert out["worst"] == pytest.approx(per_group.min(), abs=1e-12)
+    assert out["per_group"][out["worst_group"]] == out["worst"]
+
+    counts = rng.randint(1, 300, k)
+    shot = metric_fn("shot_accuracy")(preds, labels, counts)
+    per_class = hit.groupby(labels).mean()  # only classes present in the labels
+    for name, keep in (("many", counts > 100), ("medium", (counts >= 20) & (counts <= 100)),
+                       ("few", counts < 20)):  # fmt: skip
+        sel = [per_class[c] for c in np.flatnonzero(keep) if c in per_class.index]
+        expected = np.mean(sel) if sel else float("nan")
+        assert shot[name] == pytest.approx(expected, abs=1e-12, nan_ok=True)
+
+    aligned = rng.rand(n) < 0.7
+    ac = metric_fn("aligned_conflicting_accuracy")(preds, labels, aligned)
+    assert ac["aligned"] == pytest.approx(hit[aligned].mean(), abs=1e-12)
+    assert ac["conflicting"] == pytest.approx(hit[~aligned].mean(), abs=1e-12, nan_ok=True)
+
+
+def test_group_metrics_reject_bad_input() -> None:
+    with pytest.raises(BenchError, match="differ in length"):
+        metric_fn("worst_group_accuracy")([0, 1], [0, 1], [0])
+    with pytest.raises(BenchError, match="NaN"):
+        metric_fn("shot_accuracy")([0, 1], [0, 1], np.array([np.nan, 5.0]))
+    with pytest.raises(BenchError, match="non-negative"):
+        metric_fn("balanced_accuracy")([0, 1], [0, -1])

@@ -1,0 +1,141 @@
+"""Mean IoU between saliency maps and ground-truth object masks.
+
+Recipe ``thr0.5`` (default; Attention Lattice Adapter's ``compute_miou``): per image, min-max
+normalise the map to [0, 1], resize it bilinearly to the mask's size, foreground = pixels
+> 0.5 (strict); IoU = |P ∩ G| / |P ∪ G| with the mask binarised at 0.5 (uint8 masks are
+scaled by 1/255); mIoU = mean over images.
+
+Recipe ``mean`` (Chefer et al., CVPR 2021, ImageNet-Segmentation test): foreground = pixels
+of the normalised map above its own mean; background and foreground intersections and unions
+are summed over the dataset, and mIoU is the mean of the two classes' IoU.
+
+In both recipes an image whose mask is empty is excluded and counted (``n_empty_masks``); a
+constant map has an empty foreground (IoU 0 under ``thr0.5``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from benchmark import EvalView, Metric, register_metric
+from benchmark.errors import BenchError, UnknownNameError
+from benchmark.metric import check_same_length
+
+RECIPES = ("thr0.5", "mean")
+#: pixels per chunk of images (bounds memory; chunks stay in cache on the CPU)
+CHUNK_PIXELS = {"cpu": 2**18, "cuda": 2**26}
+
+
+def _maps(x: Any, name: str, device: torch.device | None = None) -> torch.Tensor:
+    t = x.detach() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    if device is not None:
+        t = t.to(device)
+    if t.ndim == 4 and t.shape[1] == 1:
+        t = t[:, 0]
+    if t.ndim != 3:
+        raise BenchError(f"{name} must be (N, H, W) maps, got shape {tuple(t.shape)}")
+    return t
+
+
+def binary_masks(masks: Any, device: torch.device | None = None) -> torch.Tensor:
+    """Object masks as bool: uint8 0–255 and floats in [0, 1] are thresholded at 0.5."""
+    m = _maps(masks, "masks", device)
+    if m.dtype == torch.bool:
+        return m
+    if m.dtype == torch.uint8:
+        return m > 127  # m / 255 > 0.5
+    if not m.is_floating_point():
+        if ((m != 0) & (m != 1)).any():
+            raise BenchError("integer masks must be 0/1 (or uint8 0–255, bool, floats in [0, 1])")
+        return m == 1
+    if not bool(((m >= 0) & (m <= 1)).all()):
+        raise BenchError("float masks must lie in [0, 1] (and not be NaN)")
+    return m > 0.5
+
+
+def normalised_maps(saliency: Any, size: tuple[int, int]) -> torch.Tensor:
+    """Per-image min-max normalisation to [0, 1] in float64 (a constant map becomes 0), then
+    bilinear resizing to ``size``."""
+    s = _maps(saliency, "saliency")
+    if s.is_floating_point() and not bool(torch.isfinite(s).all()):
+        raise BenchError("saliency contains NaN or infinite values")
+    s = s.double()
+    flat = s.flatten(1)
+    lo, hi = flat.min(dim=1).values.view(-1, 1, 1), flat.max(dim=1).values.view(-1, 1, 1)
+    span = hi - lo
+    s = torch.where(span > 0, (s - lo) / torch.where(span > 0, span, 1.0), 0.0)
+    if tuple(s.shape[1:]) != tuple(size):
+        s = F.interpolate(s[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+    return s
+
+
+def miou_details(saliency: Any, masks: Any, recipe: str = "thr0.5") -> dict[str, Any]:
+    """``{"miou", "n_images", "n_empty_masks", "per_image" (thr0.5) or "per_class" (mean)}``."""
+    if recipe not in RECIPES:
+        raise UnknownNameError("mIoU recipe", recipe, RECIPES)
+    device = next((t.device for t in (saliency, masks) if isinstance(t, torch.Tensor)), None)
+    sal, gt = _maps(saliency, "saliency", device), _maps(masks, "masks", device)
+    n = check_same_length(saliency=sal, masks=gt)
+    size = tuple(gt.shape[1:])
+    chunk = max(1, CHUNK_PIXELS["cuda" if gt.is_cuda else "cpu"] // (size[0] * size[1]))
+    per_image, n_empty = [], 0
+    inter = torch.zeros(2, dtype=torch.float64, device=gt.device)  # background, foreground
+    union = torch.zeros_like(inter)
+    for i in range(0, n, chunk):
+        g = binary_masks(gt[i : i + chunk])
+        s = normalised_maps(sal[i : i + chunk], size)
+        present = g.flatten(1).any(dim=1)
+        n_empty += int((~present).sum())
+        s, g = s[present], g[present]
+        if recipe == "thr0.5":
+            fg = s > 0.5
+            i_img = (fg & g).flatten(1).sum(dim=1).double()
+            per_image.append(i_img / (fg | g).flatten(1).sum(dim=1).double())
+        else:
+            fg = s > s.flatten(1).mean(dim=1).view(-1, 1, 1)
+            for c, (pred, true) in enumerate(((~fg, ~g), (fg, g))):
+                inter[c] += (pred & true).sum()
+                union[c] += (pred | true).sum()
+    out: dict[str, Any] = {"n_images": n - n_empty, "n_empty_masks": n_empty}
+    if n_empty == n:
+        return {"miou": float("nan"), **out}
+    if recipe == "thr0.5":
+        iou = torch.cat(per_image)
+        return {"miou": float(iou.mean()), **out, "per_image": iou.tolist()}
+    ious = (inter[union > 0] / union[union > 0]).tolist()  # background, foreground
+    return {"miou": sum(ious) / len(ious), **out, "per_class": ious}
+
+
+def miou(saliency: Any, masks: Any, recipe: str = "thr0.5") -> float:
+    """Mean IoU of saliency maps (N, H, W) with object masks (N, H', W'); see the recipes."""
+    return miou_details(saliency, masks, recipe)["miou"]
+
+
+@register_metric("miou")
+class MeanIoU(Metric):
+    """mIoU of the min-max normalised saliency map thresholded at 0.5 vs the object mask."""
+
+    requires = ("saliency", "attr:mask")
+    higher_is_better = {"miou": True}
+    recipe = "thr0.5"
+    convention = "recipe thr0.5: min-max map > 0.5 vs mask > 0.5, mean IoU over non-empty masks"
+    functions = {"miou": miou, "miou_details": miou_details}
+
+    def _result(self, view: EvalView) -> dict[str, Any]:
+        cached = getattr(self, "_cache", None)
+        if cached is None or cached[0] is not view:
+            keep = view.labels >= 0
+            r = miou_details(view.outputs.saliency[keep], view.attrs["mask"][keep], self.recipe)
+            self._cache = (view, r)
+        return self._cache[1]
+
+    def compute(self, view: EvalView) -> dict[str, float]:
+        return {"miou": self._result(view)["miou"]}
+
+    def details(self, view: EvalView) -> dict[str, Any]:
+        r = self._result(view)
+        return {"recipe": self.recipe, "n_images": r["n_images"], "n_empty": r["n_empty_masks"]}
