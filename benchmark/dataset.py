@@ -150,7 +150,12 @@ def fingerprint(bundle: Bundle) -> str:
         _hash_tensor(h, split.labels)
         for key in sorted(split.attrs):
             h.update(key.encode())
-            _hash_tensor(h, split.attrs[key])
+            value = split.attrs[key]
+            if isinstance(value, torch.Tensor):
+                _hash_tensor(h, value)
+            else:  # lazy (e.g. masks on disk)
+                for item in value.fingerprint_items():
+                    h.update(str(item).encode())
     return h.hexdigest()[:16]
 
 
