@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import pickle
 import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -482,3 +483,151 @@ class CifarLT(RealDataset):
             std=(0.2023, 0.1994, 0.2010),
             class_names=full.class_names,
         )
+
+
+# -- image folders (lazy) ---------------------------------------------------------------------
+def geometry_options(train: str = "imagenet") -> dict[str, HParam]:
+    """The options of datasets read lazily from image files (they enter the fingerprint)."""
+    from benchmark.imagefiles import TRAIN_RECIPES
+
+    return {
+        "size": HParam(224, help="side of the model input (the crop)"),
+        "resize": HParam(256, help="evaluation: resize to this (short side), then centre-crop"),
+        "train_transform": HParam(
+            train,
+            help="training augmentation: imagenet (RandomResizedCrop + flip + ColorJitter 0.4), "
+            "crop-flip, none (the evaluation geometry)",
+            choices=TRAIN_RECIPES,
+        ),
+    }
+
+
+def geometry(options: Mapping[str, Any], *, square: bool = False) -> Any:
+    from benchmark.imagefiles import Geometry
+
+    return Geometry(
+        int(options["size"]), int(options["resize"]), square, str(options["train_transform"])
+    )
+
+
+def image_split(
+    dataset: type[Dataset] | Dataset,
+    root: Path,
+    paths: Sequence[str],
+    labels: np.ndarray,
+    geom: Any,
+    *,
+    name: str,
+    listed_in: str,
+    sizes: np.ndarray | None = None,
+    **attrs: Any,
+) -> Split:
+    """A ``Split`` whose inputs are the image files ``root/paths`` (checked to exist; their
+    sizes enter the fingerprint); ``attrs`` are arrays or lazy ``MaskFiles``."""
+    from benchmark.imagefiles import ImageFiles
+
+    if sizes is None:
+        sizes = check_files(
+            type(dataset) if isinstance(dataset, Dataset) else dataset, root, paths, listed_in
+        )
+    inputs = ImageFiles.from_paths(root, paths, sizes, geom, name)
+    values = {
+        k: torch.from_numpy(np.asarray(v)) if isinstance(v, np.ndarray | list) else v
+        for k, v in attrs.items()
+    }
+    return Split(inputs, torch.from_numpy(np.asarray(labels, dtype=np.int64)), values)
+
+
+class SplitFileDataset(RealDataset):
+    """Base of ImageNet-LT and Places-LT (Liu et al. 2019, OLTR): ``{prefix}_train.txt``,
+    ``_val.txt`` and ``_test.txt`` list ``<relpath> <label>``; images are read lazily from the
+    folder the paths are relative to. Class names are the folder names in the train paths."""
+
+    track = "longtail"
+    protocol = "imagenet-lt"
+    prefix: str = ""
+    txt_folders: tuple[str, ...] = ()
+    image_folders: tuple[str, ...] = ()
+    options = geometry_options("imagenet")
+
+    def build(self, options: Mapping[str, Any], data_root: Path | None) -> Bundle:
+        txt_root = self.find_root(data_root, self.txt_folders, f"{self.prefix}_train.txt")
+        assert data_root is not None
+        lists = {
+            split: self.read(txt_root, read_split_file, txt_root / f"{self.prefix}_{split}.txt")
+            for split in ("train", "val", "test")
+        }
+        first = lists["train"][0][0]
+        places = [txt_root, Path(data_root), txt_root.parent]
+        places += [
+            p / sub for p in (Path(data_root), txt_root.parent) for sub in self.image_folders
+        ]
+        image_root = first_dir_with(places, first)
+        if image_root is None:
+            raise self.missing(
+                Path(data_root),
+                f"'{first}' (line 1 of {self.prefix}_train.txt) is neither beside the split "
+                "files nor under the data root",
+            )
+        num_classes = int(max(labels.max() for _, labels in lists.values())) + 1
+        check_labels(self, txt_root, num_classes, **{s: y for s, (_, y) in lists.items()})
+        names = [str(c) for c in range(num_classes)]
+        for path, label in zip(*lists["train"]):
+            parts = Path(path).parts
+            names[label] = parts[1] if len(parts) > 2 else parts[0]
+        geom = geometry(options)
+        splits = {
+            split: image_split(
+                self,
+                image_root,
+                paths,
+                labels,
+                geom,
+                name=f"{self.name}-{split}",
+                listed_in=f"{self.prefix}_{split}.txt",
+            )
+            for split, (paths, labels) in lists.items()
+        }
+        return Bundle(
+            name=self.name,
+            track=self.track,
+            num_classes=num_classes,
+            splits=splits,
+            version=self.version,
+            options=dict(options),
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            class_names=names,
+        )
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def list_image_folder(
+    root: Path, folder: str, classes: Sequence[str], *, progress: bool = True
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Images of ``root/folder/<class>/*`` for each class in order -> (paths relative to root,
+    labels = class positions, file sizes), files sorted by name within a class."""
+    paths: list[str] = []
+    labels: list[int] = []
+    sizes: list[int] = []
+    bar = progress_bar(
+        list(enumerate(classes)),
+        enabled=progress and len(classes) > 100,
+        desc=f"list {folder}",
+        unit="class",
+    )
+    for label, name in bar:
+        class_dir = root / folder / name
+        if not class_dir.is_dir():
+            continue
+        entries = sorted(
+            (e for e in os.scandir(class_dir) if e.name.lower().endswith(IMAGE_SUFFIXES)),
+            key=lambda e: e.name,
+        )
+        for e in entries:
+            paths.append(f"{folder}/{name}/{e.name}")
+            labels.append(label)
+            sizes.append(e.stat().st_size)
+    return paths, np.asarray(labels, np.int64), np.asarray(sizes, np.int64)
