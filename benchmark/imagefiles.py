@@ -103,7 +103,7 @@ def rrc_box(w: int, h: int, rng: np.random.Generator) -> tuple[int, int, int, in
 class Augment:
     """One image's random training parameters (``box`` in original pixel coordinates)."""
 
-    box: tuple[int, int, int, int] | None  # None: the evaluation geometry
+    box: tuple[float, float, float, float] | None  # None: the evaluation geometry
     flip: bool
     jitter: np.ndarray  # (3,) brightness, contrast, saturation factors
     order: np.ndarray  # (3,) order in which the three are applied
@@ -172,7 +172,7 @@ def center_crop(frame: np.ndarray, geometry: Geometry) -> np.ndarray:
     return frame[top : top + geometry.size, left : left + geometry.size]
 
 
-def resized_crop(img: Any, box: Sequence[float], geometry: Geometry, flip: bool) -> np.ndarray:
+def resized_crop(img: Any, box: Sequence[float], geometry: Geometry, flip: bool) -> Any:
     """Region ``box`` (left, top, width, height) of a PIL image resized to ``size``², flipped."""
     from PIL import Image
 
@@ -182,22 +182,32 @@ def resized_crop(img: Any, box: Sequence[float], geometry: Geometry, flip: bool)
         Image.Resampling.BILINEAR,
         box=(left, top, left + w, top + h),
     )
-    if flip:
-        out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    return np.asarray(out)
+    return out.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else out
+
+
+def jitter_pil(img: Any, aug: Augment) -> Any:
+    """torchvision's ``ColorJitter`` on a PIL image: brightness, contrast and saturation
+    (``ImageEnhance``) with ``aug``'s factors, in ``aug``'s order."""
+    from PIL import ImageEnhance
+
+    ops = (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color)
+    for k in aug.order:
+        if aug.jitter[k] != 1:
+            img = ops[k](img).enhance(float(aug.jitter[k]))
+    return img
+
+
+def augmented(img: Any, aug: Augment, geometry: Geometry) -> np.ndarray:
+    """uint8 (size, size, 3) training input from a PIL image: random resized crop of
+    ``aug.box``, flip, colour jitter; the evaluation geometry when ``aug.box`` is None."""
+    if aug.box is None:
+        return center_crop(np.asarray(eval_resize(img, geometry)), geometry)
+    return np.asarray(jitter_pil(resized_crop(img, aug.box, geometry, aug.flip), aug))
 
 
 def decode_eval(path: Path, geometry: Geometry) -> np.ndarray:
     """uint8 (size, size, 3): decode, resize, centre-crop."""
     return center_crop(np.asarray(eval_resize(open_rgb(path), geometry)), geometry)
-
-
-def decode_train(path: Path, geometry: Geometry, aug: Augment) -> np.ndarray:
-    """uint8 (size, size, 3): decode, random resized crop, flip (jitter happens on the device)."""
-    img = open_rgb(path)
-    if aug.box is None:
-        return center_crop(np.asarray(eval_resize(img, geometry)), geometry)
-    return resized_crop(img, aug.box, geometry, aug.flip)
 
 
 # -- the lazy inputs --------------------------------------------------------------------------
@@ -404,10 +414,12 @@ class FrameCache:
         if aug.box is None:
             return center_crop(frame, geometry)
         w0, h0 = self.original_size(row)
-        sx, sy = frame.shape[1] / w0, frame.shape[0] / h0
+        fh, fw = frame.shape[:2]
         left, top, w, h = aug.box
-        box = (left * sx, top * sy, w * sx, h * sy)
-        return resized_crop(Image.fromarray(np.asarray(frame)), box, geometry, aug.flip)
+        x0, y0 = left * fw / w0, top * fh / h0
+        box = (x0, y0, min(fw - x0, w * fw / w0), min(fh - y0, h * fh / h0))
+        scaled = Augment(box, aug.flip, aug.jitter, aug.order)
+        return augmented(Image.fromarray(np.asarray(frame)), scaled, geometry)
 
     @classmethod
     def build(
@@ -435,21 +447,19 @@ class FrameCache:
         index = np.zeros((len(fl.paths), 5), dtype=np.int64)
         try:
             with (tmp / "pixels.u8").open("wb") as out:
-                row, offset = 0, 0
-                results = _map(_decode_frames, tasks, workers)
+                offset = 0
+                decoded = (f for part in _map(_decode_frames, tasks, workers) for f in part)
                 bar = progress_bar(
-                    results,
+                    decoded,
                     enabled=progress,
-                    total=len(tasks),
+                    total=len(fl.paths),
                     desc=f"cache {fl.name or 'images'}",
-                    unit="chunk",
+                    unit="img",
                 )
-                for part in bar:
-                    for pixels, h, w, h0, w0 in part:
-                        out.write(pixels)
-                        index[row] = (offset, h, w, h0, w0)
-                        offset += len(pixels)
-                        row += 1
+                for row, (pixels, h, w, h0, w0) in enumerate(bar):
+                    out.write(pixels)
+                    index[row] = (offset, h, w, h0, w0)
+                    offset += len(pixels)
                 out.flush()
                 os.fsync(out.fileno())
             np.save(tmp / "index.npy", index)

@@ -306,10 +306,13 @@ def check_files(
     return sizes
 
 
-def first_dir_with(candidates: Iterable[Path], relpath: str) -> Path | None:
-    """The first folder among ``candidates`` that holds the file ``relpath``."""
+def first_dir_with(candidates: Iterable[Path], relpaths: str | Sequence[str]) -> Path | None:
+    """The first folder among ``candidates`` that holds the file ``relpaths`` (or any of up to
+    16 files spread over a list of them, so that a few missing files do not hide the folder)."""
+    paths = [relpaths] if isinstance(relpaths, str) else relpaths
+    sample = [paths[i] for i in np.linspace(0, len(paths) - 1, min(16, len(paths))).astype(int)]
     for folder in candidates:
-        if (folder / relpath).is_file():
+        if any((folder / rel).is_file() for rel in sample):
             return folder
     return None
 
@@ -373,7 +376,7 @@ class OoDPair(RealDataset):
             base = id_cls().build(defaults(id_cls), data_root)
             ood = ood_cls().build(defaults(ood_cls), data_root).splits["test"]
         except DatasetNotFoundError as exc:
-            raise DatasetNotFoundError(f"{self.name}: {exc}") from exc
+            raise relabel(self, exc) from exc
         ref = base.splits["test"]
         if ood.inputs.shape[1:] != ref.inputs.shape[1:]:
             raise DatasetNotFoundError(
@@ -396,6 +399,13 @@ class OoDPair(RealDataset):
             class_names=base.class_names,
             eval_splits=("test", "ood"),
         )
+
+
+def relabel(dataset: Dataset, exc: DatasetNotFoundError) -> DatasetNotFoundError:
+    """A component dataset's layout error, shown as ``dataset``'s own (its name, its layout)."""
+    reason = str(exc).split("; expected layout:")[0]
+    layout = " ".join(dataset.layout.split())
+    return DatasetNotFoundError(f"{dataset.name}: {reason}; expected layout: {layout}")
 
 
 def defaults(cls: type[Dataset]) -> dict[str, Any]:
@@ -467,7 +477,7 @@ class CifarLT(RealDataset):
         try:
             full = DATASETS.get(self.source)().build({}, data_root)
         except DatasetNotFoundError as exc:
-            raise DatasetNotFoundError(f"{self.name}: {exc}") from exc
+            raise relabel(self, exc) from exc
         train = full.splits["train"]
         keep = lt_indices(
             train.labels.numpy(), full.num_classes, float(options["imbalance"]), options["seed"]
@@ -551,23 +561,24 @@ class SplitFileDataset(RealDataset):
     options = geometry_options("imagenet")
 
     def build(self, options: Mapping[str, Any], data_root: Path | None) -> Bundle:
-        txt_root = self.find_root(data_root, self.txt_folders, f"{self.prefix}_train.txt")
+        folders = (*self.txt_folders, *self.image_folders)
+        txt_root = self.find_root(data_root, folders, f"{self.prefix}_train.txt")
         assert data_root is not None
         lists = {
             split: self.read(txt_root, read_split_file, txt_root / f"{self.prefix}_{split}.txt")
             for split in ("train", "val", "test")
         }
-        first = lists["train"][0][0]
+        train_paths = lists["train"][0]
         places = [txt_root, Path(data_root), txt_root.parent]
         places += [
             p / sub for p in (Path(data_root), txt_root.parent) for sub in self.image_folders
         ]
-        image_root = first_dir_with(places, first)
+        image_root = first_dir_with(places, train_paths)
         if image_root is None:
             raise self.missing(
                 Path(data_root),
-                f"'{first}' (line 1 of {self.prefix}_train.txt) is neither beside the split "
-                "files nor under the data root",
+                f"no image of {self.prefix}_train.txt (e.g. '{train_paths[0]}') is beside the "
+                "split files or in the data root",
             )
         num_classes = int(max(labels.max() for _, labels in lists.values())) + 1
         check_labels(self, txt_root, num_classes, **{s: y for s, (_, y) in lists.items()})

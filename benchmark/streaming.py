@@ -10,10 +10,12 @@ Three decode paths feed the same loop; ``$BENCH_DECODE`` picks one (default ``au
 - ``cache``: workers read frames from the pre-decoded memory-mapped cache
   (``benchmark.imagefiles.FrameCache``, built by ``bench cache DATASET`` or on first use).
 
-``auto`` takes the cache when it has been built, else ``gpu`` on CUDA, else ``cpu``. Colour
-jitter runs on the device for every path, batched. ``$BENCH_WORKERS`` sets the number of worker
-processes (default: one per core, at most 16). Random crops, flips and jitter depend only on
-(seed, epoch, position), so the paths and any number of workers draw the same ones.
+``auto`` takes the cache when it has been built, else ``gpu`` on CUDA, else ``cpu``. On the
+``cpu`` and ``cache`` paths the workers also apply the colour jitter (PIL ``ImageEnhance``, as
+torchvision's ``ColorJitter`` does on PIL images); on the ``gpu`` path it runs batched on the
+device (``color_jitter``, torchvision's tensor formulas). ``$BENCH_WORKERS`` sets the number
+of worker processes (default: one per core, at most 16). Random crops, flips and jitter depend
+only on (seed, epoch, position), so the paths and any number of workers draw the same ones.
 """
 
 from __future__ import annotations
@@ -36,13 +38,11 @@ from benchmark.imagefiles import (
     FrameCache,
     Geometry,
     ImageFiles,
-    center_crop,
+    augmented,
     decode_eval,
     default_workers,
     draw_augment,
-    eval_resize,
     open_rgb,
-    resized_crop,
 )
 from benchmark.outputs import Outputs
 from benchmark.progress import progress_bar
@@ -96,9 +96,11 @@ class _Items(torch.utils.data.Dataset):
             data = self.inputs.path(position).read_bytes()
             with Image.open(io.BytesIO(data)) as img:  # header only: the size
                 w, h = img.size
-            aug = draw_augment(w, h, g, self.seed, epoch, position) if epoch >= 0 else None
-            item = {"data": torch.frombuffer(bytearray(data), dtype=torch.uint8)}
-            item["aug"] = aug or Augment.identity()
+            if epoch >= 0:
+                aug = draw_augment(w, h, g, self.seed, epoch, position)
+            else:
+                aug = Augment.identity()
+            item = {"data": torch.frombuffer(bytearray(data), dtype=torch.uint8), "aug": aug}
         elif self.mode == "cache":
             assert self.cache is not None
             if epoch < 0:
@@ -114,10 +116,7 @@ class _Items(torch.utils.data.Dataset):
             else:
                 img = open_rgb(path)
                 aug = draw_augment(*img.size, g, self.seed, epoch, position)
-                if aug.box is None:
-                    image = center_crop(np.asarray(eval_resize(img, g)), g)
-                else:
-                    image = resized_crop(img, aug.box, g, aug.flip)
+                image = augmented(img, aug, g)
             item = {"image": torch.from_numpy(np.array(image))}
         item["position"] = position
         item["jitter"] = torch.from_numpy(aug.jitter)
@@ -131,8 +130,8 @@ def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         "jitter": torch.stack([i["jitter"] for i in items]),
         "order": torch.stack([i["order"] for i in items]),
     }
-    if "image" in items[0]:
-        out["images"] = torch.stack([i["image"] for i in items]).permute(0, 3, 1, 2).contiguous()
+    if "image" in items[0]:  # (B, H, W, 3) memory seen as (B, 3, H, W): channels-last
+        out["images"] = torch.stack([i["image"] for i in items]).permute(0, 3, 1, 2)
     else:
         out["data"] = [i["data"] for i in items]
         out["aug"] = [i["aug"] for i in items]
@@ -165,23 +164,29 @@ def decode_batch(datas: Sequence[torch.Tensor], device: torch.device) -> list[to
     """Encoded files -> uint8 (3, H, W) images on ``device``: JPEGs in one batched
     ``decode_jpeg`` call on the device (nvJPEG on CUDA), anything else (PNG, CMYK JPEG the
     device cannot decode) with ``decode_image`` on the CPU."""
+    import warnings
+
     from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 
     out: list[torch.Tensor | None] = [None] * len(datas)
     jpegs = [i for i, d in enumerate(datas) if _is_jpeg(d)]
-    if jpegs:
-        try:
-            decoded = decode_jpeg([datas[i] for i in jpegs], mode=ImageReadMode.RGB, device=device)
-            for i, img in zip(jpegs, decoded):
-                out[i] = img
-        except RuntimeError:
-            pass  # one bad or unsupported file: decode one by one below
-    for i, img in enumerate(out):
-        if img is None:
+    with warnings.catch_warnings():  # torchvision 0.29 points at TorchCodec; these still work
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if jpegs:
             try:
-                out[i] = decode_image(datas[i], mode=ImageReadMode.RGB).to(device)
-            except RuntimeError as exc:
-                raise BenchError(f"cannot decode an image of this batch: {exc}") from exc
+                decoded = decode_jpeg(
+                    [datas[i] for i in jpegs], mode=ImageReadMode.RGB, device=device
+                )
+                for i, img in zip(jpegs, decoded):
+                    out[i] = img
+            except RuntimeError:
+                pass  # one bad or unsupported file: decode one by one below
+        for i, img in enumerate(out):
+            if img is None:
+                try:
+                    out[i] = decode_image(datas[i], mode=ImageReadMode.RGB).to(device)
+                except RuntimeError as exc:
+                    raise BenchError(f"cannot decode an image of this batch: {exc}") from exc
     return out  # type: ignore[return-value]
 
 
@@ -269,11 +274,10 @@ class Stream:
                 images = decode_batch(batch["data"], self.device)
                 g = self.inputs.geometry
                 x = torch.stack([device_crop(i, a, g) for i, a in zip(images, batch["aug"])])
-            else:
+                if jitter:
+                    x = color_jitter(x, batch["jitter"], batch["order"])
+            else:  # cropped, flipped and jittered by the workers
                 x = batch["images"].to(self.device, non_blocking=True)
-            if jitter:
-                x = x.float() / 255.0 if x.dtype == torch.uint8 else x
-                x = color_jitter(x, batch["jitter"], batch["order"])
             yield x, batch["position"]
 
     def close(self) -> None:
@@ -413,8 +417,8 @@ def measure(
     start = time.perf_counter()
     stream = Stream(inputs, mode, device, workers=workers)
     try:
-        for x, _ in stream.batches(_chunks(n, batch_size), 0 if train else -1):
-            x.sum()
+        for _ in stream.batches(_chunks(n, batch_size), 0 if train else -1):
+            pass
         if device.type == "cuda":
             torch.cuda.synchronize(device)
     finally:

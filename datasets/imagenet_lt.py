@@ -21,6 +21,6 @@ class ImageNetLT(SplitFileDataset):
     prefix = "ImageNet_LT"
     txt_folders = ("ImageNet_LT", "imagenet_lt", "ImageNet-LT", "data/ImageNet_LT")
     image_folders = ("imagenet", "ImageNet", "ILSVRC2012", "ILSVRC/Data/CLS-LOC")
-    layout = """ImageNet_LT_{train,val,test}.txt in DIR or DIR/ImageNet_LT/, and the ImageNet
-        images they list (train/<wnid>/*.JPEG, val/<wnid>/*.JPEG with the validation set in
-        class folders) beside the txt files, in DIR, or in DIR/imagenet/"""
+    layout = """ImageNet_LT_{train,val,test}.txt in DIR, DIR/ImageNet_LT/ or DIR/imagenet/,
+        and the ImageNet images they list (train/<wnid>/*.JPEG, val/<wnid>/*.JPEG with the
+        validation set in class folders) beside the txt files, in DIR, or in DIR/imagenet/"""

@@ -55,9 +55,10 @@ class INat2018(RealDataset):
             lists[split] = self.read(root, annotated_images, coco, file)
         ids = sorted({c for _, cats in lists.values() for c in cats})
         position = {c: i for i, c in enumerate(ids)}
-        image_root = first_dir_with([root, root.parent], lists["train"][0][0])
+        image_root = first_dir_with([root, root.parent], lists["train"][0])
         if image_root is None:
-            raise self.missing(root, f"image '{lists['train'][0][0]}' not found")
+            example = lists["train"][0][0]
+            raise self.missing(root, f"no image of train2018.json (e.g. '{example}') was found")
         geom = geometry(options)
         splits = {
             split: image_split(

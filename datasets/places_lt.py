@@ -20,6 +20,6 @@ class PlacesLT(SplitFileDataset):
     prefix = "Places_LT"
     txt_folders = ("Places_LT", "places_lt", "Places-LT", "data/Places_LT")
     image_folders = ("places365_standard", "Places365", "places365")
-    layout = """Places_LT_{train,val,test}.txt in DIR or DIR/Places_LT/, and the Places365
-        images they list (train/<class>/*.jpg, val/<class>/*.jpg) beside the txt files, in DIR,
-        or in DIR/places365_standard/"""
+    layout = """Places_LT_{train,val,test}.txt in DIR, DIR/Places_LT/ or
+        DIR/places365_standard/, and the Places365 images they list (train/<class>/*.jpg,
+        val/<class>/*.jpg) beside the txt files, in DIR, or in DIR/places365_standard/"""
