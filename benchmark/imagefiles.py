@@ -197,12 +197,14 @@ def jitter_pil(img: Any, aug: Augment) -> Any:
     return img
 
 
-def augmented(img: Any, aug: Augment, geometry: Geometry) -> np.ndarray:
+def augmented(img: Any, aug: Augment, geometry: Geometry, *, jitter: bool = True) -> np.ndarray:
     """uint8 (size, size, 3) training input from a PIL image: random resized crop of
-    ``aug.box``, flip, colour jitter; the evaluation geometry when ``aug.box`` is None."""
+    ``aug.box``, flip, colour jitter (unless left to the device); the evaluation geometry when
+    ``aug.box`` is None."""
     if aug.box is None:
         return center_crop(np.asarray(eval_resize(img, geometry)), geometry)
-    return np.asarray(jitter_pil(resized_crop(img, aug.box, geometry, aug.flip), aug))
+    out = resized_crop(img, aug.box, geometry, aug.flip)
+    return np.asarray(jitter_pil(out, aug) if jitter else out)
 
 
 def decode_eval(path: Path, geometry: Geometry) -> np.ndarray:
@@ -405,7 +407,9 @@ class FrameCache:
     def eval_image(self, row: int, geometry: Geometry) -> np.ndarray:
         return center_crop(self.frame(row), geometry)
 
-    def train_image(self, row: int, geometry: Geometry, aug: Augment) -> np.ndarray:
+    def train_image(
+        self, row: int, geometry: Geometry, aug: Augment, *, jitter: bool = True
+    ) -> np.ndarray:
         """The training crop of image ``row`` resampled from its frame (the same region as
         ``decode_train`` takes from the original)."""
         from PIL import Image
@@ -419,7 +423,7 @@ class FrameCache:
         x0, y0 = left * fw / w0, top * fh / h0
         box = (x0, y0, min(fw - x0, w * fw / w0), min(fh - y0, h * fh / h0))
         scaled = Augment(box, aug.flip, aug.jitter, aug.order)
-        return augmented(Image.fromarray(np.asarray(frame)), scaled, geometry)
+        return augmented(Image.fromarray(np.asarray(frame)), scaled, geometry, jitter=jitter)
 
     @classmethod
     def build(

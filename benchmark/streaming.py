@@ -10,12 +10,13 @@ Three decode paths feed the same loop; ``$BENCH_DECODE`` picks one (default ``au
 - ``cache``: workers read frames from the pre-decoded memory-mapped cache
   (``benchmark.imagefiles.FrameCache``, built by ``bench cache DATASET`` or on first use).
 
-``auto`` takes the cache when it has been built, else ``gpu`` on CUDA, else ``cpu``. On the
-``cpu`` and ``cache`` paths the workers also apply the colour jitter (PIL ``ImageEnhance``, as
-torchvision's ``ColorJitter`` does on PIL images); on the ``gpu`` path it runs batched on the
-device (``color_jitter``, torchvision's tensor formulas). ``$BENCH_WORKERS`` sets the number
-of worker processes (default: one per core, at most 16). Random crops, flips and jitter depend
-only on (seed, epoch, position), so the paths and any number of workers draw the same ones.
+``auto`` takes the cache when it has been built, else ``gpu`` on CUDA, else ``cpu``. Colour
+jitter runs batched on the device on CUDA (``color_jitter``, torchvision's tensor formulas), so
+the workers only decode, crop and flip; on a CPU-only machine the workers apply it (PIL
+``ImageEnhance``, as torchvision's ``ColorJitter`` does on PIL images). ``$BENCH_WORKERS``
+sets the number of worker processes (default: one per core, at most 16). Random crops, flips
+and jitter depend only on (seed, epoch, position), so the paths and any number of workers
+draw the same ones.
 """
 
 from __future__ import annotations
@@ -77,8 +78,9 @@ def decode_path(inputs: ImageFiles, device: torch.device, *, progress: bool = Tr
 class _Items(torch.utils.data.Dataset):
     """Image ``position`` of a split in ``epoch`` (−1: evaluation geometry)."""
 
-    def __init__(self, inputs: ImageFiles, mode: str, seed: int) -> None:
+    def __init__(self, inputs: ImageFiles, mode: str, seed: int, worker_jitter: bool) -> None:
         self.inputs, self.mode, self.seed = inputs, mode, seed
+        self.worker_jitter = worker_jitter
         self.cache = FrameCache.find(inputs) if mode == "cache" else None
         if mode == "cache" and self.cache is None:
             raise BenchError("the frame cache of this split has not been built (bench cache)")
@@ -107,7 +109,7 @@ class _Items(torch.utils.data.Dataset):
                 aug, image = Augment.identity(), self.cache.eval_image(row, g)
             else:
                 aug = draw_augment(*self.cache.original_size(row), g, self.seed, epoch, position)
-                image = self.cache.train_image(row, g, aug)
+                image = self.cache.train_image(row, g, aug, jitter=self.worker_jitter)
             item = {"image": torch.from_numpy(np.array(image))}
         else:
             path = self.inputs.path(position)
@@ -116,7 +118,7 @@ class _Items(torch.utils.data.Dataset):
             else:
                 img = open_rgb(path)
                 aug = draw_augment(*img.size, g, self.seed, epoch, position)
-                image = augmented(img, aug, g)
+                image = augmented(img, aug, g, jitter=self.worker_jitter)
             item = {"image": torch.from_numpy(np.array(image))}
         item["position"] = position
         item["jitter"] = torch.from_numpy(aug.jitter)
@@ -243,8 +245,15 @@ class Stream:
         *,
         seed: int = 0,
         workers: int | None = None,
+        jitter: str | None = None,
     ) -> None:
+        """``jitter``: where the colour jitter of the ``imagenet`` recipe runs: "worker" (PIL,
+        the default on the CPU), "device" (batched, the default on CUDA and for the gpu
+        path) or "none" (skipped: only to time what the workers deliver)."""
         self.inputs, self.mode, self.device = inputs, mode, device
+        if jitter is None:
+            jitter = "device" if device.type == "cuda" or mode == "gpu" else "worker"
+        self.jitter = jitter
         workers = default_workers() if workers is None else workers
         self.plan = _Plan()
         extra: dict[str, Any] = {}
@@ -252,7 +261,7 @@ class Stream:
             extra = {"persistent_workers": True, "prefetch_factor": 4}
             extra["worker_init_fn"] = _worker_init
         self.loader = torch.utils.data.DataLoader(
-            _Items(inputs, mode, seed),
+            _Items(inputs, mode, seed, worker_jitter=jitter == "worker" and mode != "gpu"),
             batch_sampler=self.plan,
             num_workers=workers,
             collate_fn=_collate,
@@ -269,15 +278,17 @@ class Stream:
         rows = positions.tolist() if isinstance(positions, torch.Tensor) else positions
         self.plan.batches = [[(int(p), epoch) for p in row] for row in rows]
         jitter = epoch >= 0 and self.inputs.geometry.train == "imagenet"
+        jitter = jitter and self.jitter == "device"
         for batch in self.loader:
             if self.mode == "gpu":
                 images = decode_batch(batch["data"], self.device)
                 g = self.inputs.geometry
                 x = torch.stack([device_crop(i, a, g) for i, a in zip(images, batch["aug"])])
-                if jitter:
-                    x = color_jitter(x, batch["jitter"], batch["order"])
-            else:  # cropped, flipped and jittered by the workers
+            else:  # cropped and flipped by the workers
                 x = batch["images"].to(self.device, non_blocking=True)
+            if jitter:
+                x = x.float() / 255.0 if x.dtype == torch.uint8 else x
+                x = color_jitter(x, batch["jitter"], batch["order"])
             yield x, batch["position"]
 
     def close(self) -> None:
@@ -410,12 +421,14 @@ def measure(
     batch_size: int = 256,
     workers: int | None = None,
     train: bool = True,
+    jitter: str | None = None,
 ) -> float:
     """Images per second that the decode path ``mode`` delivers to ``device`` (training
-    augmentation when ``train``), over the first ``images`` images, worker start-up included."""
+    augmentation when ``train``), over the first ``images`` images, worker start-up included;
+    ``jitter`` as in ``Stream``."""
     n = min(images, len(inputs))
     start = time.perf_counter()
-    stream = Stream(inputs, mode, device, workers=workers)
+    stream = Stream(inputs, mode, device, workers=workers, jitter=jitter)
     try:
         for _ in stream.batches(_chunks(n, batch_size), 0 if train else -1):
             pass

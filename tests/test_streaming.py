@@ -77,6 +77,9 @@ def test_augmentation_depends_on_seed_epoch_position_only(tiny_lt: Path) -> None
     assert not torch.equal(a, c)
     single = collect(Stream(inputs, "cpu", CPU, workers=0), [[9]], 2)
     assert torch.equal(single[0], a[5])
+    # jitter left to the device (as on CUDA): the same factors, tensor formulas instead of PIL
+    d = collect(Stream(inputs, "cpu", CPU, workers=0, jitter="device"), order, 2)
+    assert d.dtype == torch.float32 and (d - a / 255).abs().mean() < 0.01
 
 
 def test_rrc_box_stays_in_the_image_within_scale_and_ratio() -> None:
