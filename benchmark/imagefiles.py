@@ -197,14 +197,12 @@ def jitter_pil(img: Any, aug: Augment) -> Any:
     return img
 
 
-def augmented(img: Any, aug: Augment, geometry: Geometry, *, jitter: bool = True) -> np.ndarray:
+def augmented(img: Any, aug: Augment, geometry: Geometry) -> np.ndarray:
     """uint8 (size, size, 3) training input from a PIL image: random resized crop of
-    ``aug.box``, flip, colour jitter (unless left to the device); the evaluation geometry when
-    ``aug.box`` is None."""
+    ``aug.box``, flip, colour jitter; the evaluation geometry when ``aug.box`` is None."""
     if aug.box is None:
         return center_crop(np.asarray(eval_resize(img, geometry)), geometry)
-    out = resized_crop(img, aug.box, geometry, aug.flip)
-    return np.asarray(jitter_pil(out, aug) if jitter else out)
+    return np.asarray(jitter_pil(resized_crop(img, aug.box, geometry, aug.flip), aug))
 
 
 def decode_eval(path: Path, geometry: Geometry) -> np.ndarray:
@@ -407,9 +405,19 @@ class FrameCache:
     def eval_image(self, row: int, geometry: Geometry) -> np.ndarray:
         return center_crop(self.frame(row), geometry)
 
-    def train_image(
-        self, row: int, geometry: Geometry, aug: Augment, *, jitter: bool = True
-    ) -> np.ndarray:
+    def train_region(self, row: int, aug: Augment) -> np.ndarray:
+        """The part of image ``row``'s frame under ``aug.box`` (given in original pixels),
+        widened to whole frame pixels: for resizing on the device."""
+        frame = self.frame(row)
+        w0, h0 = self.original_size(row)
+        fh, fw = frame.shape[:2]
+        left, top, w, h = aug.box  # type: ignore[misc]
+        x0, y0 = math.floor(left * fw / w0), math.floor(top * fh / h0)
+        x1 = max(x0 + 1, min(fw, math.ceil((left + w) * fw / w0)))
+        y1 = max(y0 + 1, min(fh, math.ceil((top + h) * fh / h0)))
+        return frame[y0:y1, x0:x1]
+
+    def train_image(self, row: int, geometry: Geometry, aug: Augment) -> np.ndarray:
         """The training crop of image ``row`` resampled from its frame (the same region as
         ``decode_train`` takes from the original)."""
         from PIL import Image
@@ -423,7 +431,7 @@ class FrameCache:
         x0, y0 = left * fw / w0, top * fh / h0
         box = (x0, y0, min(fw - x0, w * fw / w0), min(fh - y0, h * fh / h0))
         scaled = Augment(box, aug.flip, aug.jitter, aug.order)
-        return augmented(Image.fromarray(np.asarray(frame)), scaled, geometry, jitter=jitter)
+        return augmented(Image.fromarray(np.asarray(frame)), scaled, geometry)
 
     @classmethod
     def build(

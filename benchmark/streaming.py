@@ -10,13 +10,13 @@ Three decode paths feed the same loop; ``$BENCH_DECODE`` picks one (default ``au
 - ``cache``: workers read frames from the pre-decoded memory-mapped cache
   (``benchmark.imagefiles.FrameCache``, built by ``bench cache DATASET`` or on first use).
 
-``auto`` takes the cache when it has been built, else ``gpu`` on CUDA, else ``cpu``. Colour
-jitter runs batched on the device on CUDA (``color_jitter``, torchvision's tensor formulas), so
-the workers only decode, crop and flip; on a CPU-only machine the workers apply it (PIL
-``ImageEnhance``, as torchvision's ``ColorJitter`` does on PIL images). ``$BENCH_WORKERS``
-sets the number of worker processes (default: one per core, at most 16). Random crops, flips
-and jitter depend only on (seed, epoch, position), so the paths and any number of workers
-draw the same ones.
+``auto`` takes the cache when it has been built, else ``gpu`` on CUDA, else ``cpu``. On CUDA
+the workers only decode (or read the cache) and cut out the training crop; resizing, flipping
+and colour jitter run batched on the device (``device_crops``, ``color_jitter`` with
+torchvision's tensor formulas). Without CUDA the workers do it all with PIL, as torchvision's
+transforms do on PIL images. ``$BENCH_WORKERS`` sets the number of worker processes (default:
+one per core, at most 16). Random crops, flips and jitter depend only on (seed, epoch,
+position), so the paths and any number of workers draw the same ones.
 """
 
 from __future__ import annotations
@@ -76,11 +76,15 @@ def decode_path(inputs: ImageFiles, device: torch.device, *, progress: bool = Tr
 
 # -- what a worker does for one image ---------------------------------------------------------
 class _Items(torch.utils.data.Dataset):
-    """Image ``position`` of a split in ``epoch`` (−1: evaluation geometry)."""
+    """Image ``position`` of a split in ``epoch`` (−1: evaluation geometry).
 
-    def __init__(self, inputs: ImageFiles, mode: str, seed: int, worker_jitter: bool) -> None:
-        self.inputs, self.mode, self.seed = inputs, mode, seed
-        self.worker_jitter = worker_jitter
+    ``ops="worker"``: the worker returns the final uint8 image (crop, resize, flip, jitter with
+    PIL). ``ops="device"``: for training crops it returns only the cropped region, and the
+    device resizes, flips and jitters (the default on CUDA: far less CPU work per image).
+    """
+
+    def __init__(self, inputs: ImageFiles, mode: str, seed: int, ops: str) -> None:
+        self.inputs, self.mode, self.seed, self.ops = inputs, mode, seed, ops
         self.cache = FrameCache.find(inputs) if mode == "cache" else None
         if mode == "cache" and self.cache is None:
             raise BenchError("the frame cache of this split has not been built (bench cache)")
@@ -92,6 +96,7 @@ class _Items(torch.utils.data.Dataset):
         position, epoch = key
         g = self.inputs.geometry
         row = int(self.inputs.rows[position])
+        item: dict[str, Any]
         if self.mode == "gpu":
             from PIL import Image
 
@@ -109,7 +114,10 @@ class _Items(torch.utils.data.Dataset):
                 aug, image = Augment.identity(), self.cache.eval_image(row, g)
             else:
                 aug = draw_augment(*self.cache.original_size(row), g, self.seed, epoch, position)
-                image = self.cache.train_image(row, g, aug, jitter=self.worker_jitter)
+                if self.ops == "device" and aug.box is not None:
+                    image = self.cache.train_region(row, aug)
+                else:
+                    image = self.cache.train_image(row, g, aug)
             item = {"image": torch.from_numpy(np.array(image))}
         else:
             path = self.inputs.path(position)
@@ -118,8 +126,14 @@ class _Items(torch.utils.data.Dataset):
             else:
                 img = open_rgb(path)
                 aug = draw_augment(*img.size, g, self.seed, epoch, position)
-                image = augmented(img, aug, g, jitter=self.worker_jitter)
+                if self.ops == "device" and aug.box is not None:
+                    left, top, w, h = (int(v) for v in aug.box)
+                    image = np.asarray(img)[top : top + h, left : left + w]
+                else:
+                    image = augmented(img, aug, g)
             item = {"image": torch.from_numpy(np.array(image))}
+        item["crop"] = self.ops == "device" and self.mode != "gpu" and aug.box is not None
+        item["flip"] = aug.flip
         item["position"] = position
         item["jitter"] = torch.from_numpy(aug.jitter)
         item["order"] = torch.from_numpy(np.asarray(aug.order, dtype=np.int64))
@@ -131,12 +145,16 @@ def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         "position": torch.tensor([i["position"] for i in items], dtype=torch.int64),
         "jitter": torch.stack([i["jitter"] for i in items]),
         "order": torch.stack([i["order"] for i in items]),
+        "flip": [i["flip"] for i in items],
     }
-    if "image" in items[0]:  # (B, H, W, 3) memory seen as (B, 3, H, W): channels-last
-        out["images"] = torch.stack([i["image"] for i in items]).permute(0, 3, 1, 2)
-    else:
+    if "data" in items[0]:  # encoded files (gpu path)
         out["data"] = [i["data"] for i in items]
         out["aug"] = [i["aug"] for i in items]
+    elif items[0]["crop"]:  # regions of different sizes, back to back in one buffer
+        out["crops"] = torch.cat([i["image"].reshape(-1) for i in items])
+        out["shapes"] = [tuple(i["image"].shape[:2]) for i in items]
+    else:  # (B, H, W, 3) memory seen as (B, 3, H, W): channels-last
+        out["images"] = torch.stack([i["image"] for i in items]).permute(0, 3, 1, 2)
     return out
 
 
@@ -192,24 +210,39 @@ def decode_batch(datas: Sequence[torch.Tensor], device: torch.device) -> list[to
     return out  # type: ignore[return-value]
 
 
+def _resized(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Bilinear resize with antialiasing (as PIL does when it shrinks) of (1, 3, H, W)."""
+    return F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+
+
 def device_crop(img: torch.Tensor, aug: Augment, geometry: Geometry) -> torch.Tensor:
     """One decoded uint8 (3, H, W) image -> float (3, size, size) in [0, 1] on its device:
-    the training crop + resize + flip of ``aug``, or the evaluation resize + centre crop
-    (bilinear with antialiasing, like PIL)."""
+    the training crop + resize + flip of ``aug``, or the evaluation resize + centre crop."""
     x = img[None].float()
     s = geometry.size
     if aug.box is None:
         w, h = geometry.resized(img.shape[2], img.shape[1])
-        x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
         left, top = geometry.crop_origin(w, h)
-        x = x[..., top : top + s, left : left + s]
+        x = _resized(x, h, w)[..., top : top + s, left : left + s]
     else:
-        left, top, w, h = aug.box
-        x = x[..., top : top + h, left : left + w]
-        x = F.interpolate(x, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
+        left, top, w, h = (int(v) for v in aug.box)
+        x = _resized(x[..., top : top + h, left : left + w], s, s)
         if aug.flip:
             x = x.flip(-1)
     return (x[0] / 255.0).clamp_(0, 1)
+
+
+def device_crops(
+    flat: torch.Tensor, shapes: Sequence[tuple[int, int]], flips: Sequence[bool], size: int
+) -> torch.Tensor:
+    """Cropped regions (uint8 HWC, back to back in ``flat``, on the device) -> float
+    (B, 3, size, size) in [0, 1]: each resized and flipped."""
+    parts = torch.split(flat, [h * w * 3 for h, w in shapes])
+    out = []
+    for part, (h, w), flip in zip(parts, shapes, flips):
+        x = _resized(part.view(1, h, w, 3).permute(0, 3, 1, 2).float(), size, size)
+        out.append(x.flip(-1) if flip else x)
+    return (torch.cat(out) / 255.0).clamp_(0, 1)
 
 
 def _gray(x: torch.Tensor) -> torch.Tensor:
@@ -245,15 +278,17 @@ class Stream:
         *,
         seed: int = 0,
         workers: int | None = None,
-        jitter: str | None = None,
+        ops: str | None = None,
     ) -> None:
-        """``jitter``: where the colour jitter of the ``imagenet`` recipe runs: "worker" (PIL,
-        the default on the CPU), "device" (batched, the default on CUDA and for the gpu
-        path) or "none" (skipped: only to time what the workers deliver)."""
+        """``ops``: who resizes, flips and jitters training crops: "worker" (PIL; the default
+        without CUDA), "device" (the default on CUDA and for the gpu path) or "skip" (as
+        "device", but the device work is skipped: only to time what the workers deliver)."""
         self.inputs, self.mode, self.device = inputs, mode, device
-        if jitter is None:
-            jitter = "device" if device.type == "cuda" or mode == "gpu" else "worker"
-        self.jitter = jitter
+        if ops is None:
+            ops = "device" if device.type == "cuda" or mode == "gpu" else "worker"
+        if ops not in ("worker", "device", "skip"):
+            raise ValueError(f"ops must be worker, device or skip, not {ops!r}")
+        self.ops = ops
         workers = default_workers() if workers is None else workers
         self.plan = _Plan()
         extra: dict[str, Any] = {}
@@ -261,7 +296,7 @@ class Stream:
             extra = {"persistent_workers": True, "prefetch_factor": 4}
             extra["worker_init_fn"] = _worker_init
         self.loader = torch.utils.data.DataLoader(
-            _Items(inputs, mode, seed, worker_jitter=jitter == "worker" and mode != "gpu"),
+            _Items(inputs, mode, seed, "worker" if ops == "worker" else "device"),
             batch_sampler=self.plan,
             num_workers=workers,
             collate_fn=_collate,
@@ -273,18 +308,23 @@ class Stream:
         self, positions: Sequence[Sequence[int]] | torch.Tensor, epoch: int = -1
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(images on the device, positions) per batch of ``positions``; ``epoch`` ≥ 0 draws
-        training augmentation, −1 gives the evaluation geometry. Images are uint8 (cpu and
-        cache paths) or float in [0, 1] (gpu path, or after colour jitter)."""
+        training augmentation, −1 gives the evaluation geometry. Images are uint8 (made by the
+        workers) or float in [0, 1] (resized or jittered on the device)."""
         rows = positions.tolist() if isinstance(positions, torch.Tensor) else positions
         self.plan.batches = [[(int(p), epoch) for p in row] for row in rows]
-        jitter = epoch >= 0 and self.inputs.geometry.train == "imagenet"
-        jitter = jitter and self.jitter == "device"
+        g = self.inputs.geometry
+        jitter = epoch >= 0 and g.train == "imagenet" and self.ops == "device"
         for batch in self.loader:
-            if self.mode == "gpu":
+            if self.ops == "skip":
+                yield torch.empty(0), batch["position"]
+                continue
+            if "data" in batch:
                 images = decode_batch(batch["data"], self.device)
-                g = self.inputs.geometry
                 x = torch.stack([device_crop(i, a, g) for i, a in zip(images, batch["aug"])])
-            else:  # cropped and flipped by the workers
+            elif "crops" in batch:
+                flat = batch["crops"].to(self.device, non_blocking=True)
+                x = device_crops(flat, batch["shapes"], batch["flip"], g.size)
+            else:
                 x = batch["images"].to(self.device, non_blocking=True)
             if jitter:
                 x = x.float() / 255.0 if x.dtype == torch.uint8 else x
@@ -421,14 +461,14 @@ def measure(
     batch_size: int = 256,
     workers: int | None = None,
     train: bool = True,
-    jitter: str | None = None,
+    ops: str | None = None,
 ) -> float:
     """Images per second that the decode path ``mode`` delivers to ``device`` (training
     augmentation when ``train``), over the first ``images`` images, worker start-up included;
-    ``jitter`` as in ``Stream``."""
+    ``ops`` as in ``Stream``."""
     n = min(images, len(inputs))
     start = time.perf_counter()
-    stream = Stream(inputs, mode, device, workers=workers, jitter=jitter)
+    stream = Stream(inputs, mode, device, workers=workers, ops=ops)
     try:
         for _ in stream.batches(_chunks(n, batch_size), 0 if train else -1):
             pass

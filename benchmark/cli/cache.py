@@ -95,27 +95,35 @@ def main(args: argparse.Namespace) -> int:
     if args.measure:
         name = "train" if "train" in lazy else next(iter(lazy))
         inputs = lazy[name]
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        paths = ["cpu"] + (["gpu"] if device.type == "cuda" else [])
+        cuda = torch.cuda.is_available()
+        device = torch.device("cuda" if cuda else "cpu")
+        paths = ["cpu"] + (["gpu"] if cuda else [])
         paths += ["cache"] if FrameCache.find(inputs) is not None else []
+        # without a GPU, also time the workers' share of the CUDA setting (where the device
+        # resizes, flips and jitters, which is not timed here)
+        settings = [("device", "device")] if cuda else [("worker", "workers")]
+        settings += [] if cuda else [("skip", "workers only (device part not run)")]
         for path in paths:
-            speed = measure(inputs, path, device, images=args.measure, workers=workers)
-            speeds.append(
-                {
-                    "path": path,
-                    "split": name,
-                    "images": min(args.measure, len(inputs)),
-                    "workers": workers,
-                    "device": str(device),
-                    "images/s": round(speed, 1),
-                }
-            )
+            for ops, label in settings:
+                if path == "gpu" and ops != "device":
+                    continue
+                speed = measure(inputs, path, device, images=args.measure, workers=workers, ops=ops)
+                speeds.append(
+                    {
+                        "path": path,
+                        "resize + jitter by": label,
+                        "images": min(args.measure, len(inputs)),
+                        "workers": workers,
+                        "device": str(device),
+                        "images/s": round(speed, 1),
+                    }
+                )
     if args.json:
         print(json.dumps({"caches": rows, "measured": speeds}, indent=1))
         return 0
     print(tabulate(rows, headers="keys", tablefmt="github"))
     if speeds:
         print()
-        print("training batches delivered to the device (crop + flip + jitter included):")
+        print(f"training batches of {name} delivered to the device (decode, crop, flip, jitter):")
         print(tabulate(speeds, headers="keys", tablefmt="github"))
     return 0
