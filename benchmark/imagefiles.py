@@ -139,7 +139,8 @@ def open_rgb(path: Path) -> Any:
         with Image.open(path) as img:
             return img.convert("RGB")
     except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise BenchError(f"cannot decode image {path}: {exc}") from exc
+        why = type(exc).__name__
+        raise BenchError(f"cannot decode image {path}: damaged or not an image ({why})") from exc
 
 
 def open_mask(path: Path, kind: str) -> Any:

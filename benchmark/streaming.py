@@ -100,9 +100,15 @@ class _Items(torch.utils.data.Dataset):
         if self.mode == "gpu":
             from PIL import Image
 
-            data = self.inputs.path(position).read_bytes()
-            with Image.open(io.BytesIO(data)) as img:  # header only: the size
-                w, h = img.size
+            path = self.inputs.path(position)
+            data = path.read_bytes()
+            try:
+                with Image.open(io.BytesIO(data)) as img:  # header only: the size
+                    w, h = img.size
+            except OSError as exc:  # UnidentifiedImageError included
+                why = type(exc).__name__
+                msg = f"cannot decode image {path}: damaged or not an image ({why})"
+                raise BenchError(msg) from exc
             if epoch >= 0:
                 aug = draw_augment(w, h, g, self.seed, epoch, position)
             else:
@@ -314,7 +320,7 @@ class Stream:
         self.plan.batches = [[(int(p), epoch) for p in row] for row in rows]
         g = self.inputs.geometry
         jitter = epoch >= 0 and g.train == "imagenet" and self.ops == "device"
-        for batch in self.loader:
+        for batch in _one_line_errors(self.loader):
             if self.ops == "skip":
                 yield torch.empty(0), batch["position"]
                 continue
@@ -333,6 +339,21 @@ class Stream:
 
     def close(self) -> None:
         del self.loader  # persistent workers exit
+
+
+def _one_line_errors(loader: Any) -> Iterator[Any]:
+    """The loader's batches; a BenchError raised in a worker process arrives with the worker's
+    traceback in its message: keep its last line only (the CLI prints one line)."""
+    iterator = iter(loader)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except BenchError as exc:
+            last = str(exc).strip().splitlines()[-1]
+            raise BenchError(last.removeprefix("benchmark.errors.BenchError: ")) from None
+        yield batch
 
 
 def _chunks(n: int, size: int) -> list[list[int]]:

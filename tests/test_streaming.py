@@ -264,3 +264,19 @@ def test_bench_decode_setting_is_checked(tiny_lt: Path, monkeypatch: pytest.Monk
     assert decode_path(inputs, CPU, progress=False) == "cache"
     monkeypatch.setenv("BENCH_DECODE", "auto")
     assert decode_path(inputs, CPU) == "cache"
+
+
+def test_a_damaged_image_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    from benchmark.errors import BenchError
+
+    lines = layouts.write_split_files(tmp_path, counts=(4, 2))
+    bad = lines["train"][2].split()[0]
+    (tmp_path / bad).write_bytes(b"not a jpeg")
+    inputs = train_inputs(tmp_path)
+    for mode in ("cpu", "gpu"):
+        with pytest.raises(BenchError) as err:
+            collect(Stream(inputs, mode, CPU, workers=2), [list(range(len(inputs)))], 0)
+        assert "\n" not in str(err.value) and bad in str(err.value), mode
+    with pytest.raises(BenchError, match="damaged or not an image"):
+        FrameCache.build(inputs, workers=2, progress=False)
+    assert not list((FrameCache.folder_for(inputs)).parent.glob(".*partial*"))
