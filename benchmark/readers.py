@@ -97,6 +97,9 @@ class RealDataset(Dataset):
             raise cls.missing(root, str(exc)) from exc
         except FileNotFoundError as exc:
             raise cls.missing(root, f"'{Path(exc.filename or '?').name}' not found") from exc
+        except OSError as exc:  # permissions, I/O errors
+            name = Path(exc.filename or "?").name
+            raise cls.missing(root, f"'{name}' cannot be read ({exc.strerror or exc})") from exc
 
 
 def need(folder: Path, name: str) -> Path:

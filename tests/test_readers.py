@@ -213,6 +213,9 @@ def test_inat2018_json_annotations(tmp_path: Path) -> None:
     assert bundle.num_classes == 3 and bundle.class_names == ["3", "7", "11"]
     assert bundle.class_counts().tolist() == [3, 2, 1] and bundle.eval_splits == ("test",)
     assert bundle.splits["test"].labels.tolist() == [0, 1, 2]
+    (tmp_path / "inat2018" / "val2018.json").write_text('{"images": [')
+    with pytest.raises(DatasetNotFoundError, match=r"val2018\.json is not valid json"):
+        load_bundle("inat2018", root=tmp_path)
 
 
 def test_cub_masks_follow_the_image_geometry(tmp_path: Path) -> None:
