@@ -72,10 +72,9 @@ def load_bundle(
         if not path.exists():
             raise cls.missing(path, "the folder does not exist")
         return cls().build(options, path)
-    if not cls.cache_bundle:
-        return cls().build(options, None)
     key = content_id([cls.name, cls.version, options, source_hash(cls)])
     cached = cache_dir() / "datasets" / cls.name / f"{key}.pt"
+    use_cache = use_cache and cls.cache_bundle  # False: the builder caches by itself (hf:)
     if use_cache and cached.is_file():
         try:
             return _from_payload(torch_load(cached))
