@@ -298,9 +298,8 @@ class Stream:
         workers = default_workers() if workers is None else workers
         self.plan = _Plan()
         extra: dict[str, Any] = {}
-        if workers > 0:
-            extra = {"persistent_workers": True, "prefetch_factor": 4}
-            extra["worker_init_fn"] = _worker_init
+        if workers > 0:  # workers start per pass (an epoch) and stop when it ends
+            extra = {"prefetch_factor": 4, "worker_init_fn": _worker_init}
         self.loader = torch.utils.data.DataLoader(
             _Items(inputs, mode, seed, "worker" if ops == "worker" else "device"),
             batch_sampler=self.plan,
@@ -338,22 +337,29 @@ class Stream:
             yield x, batch["position"]
 
     def close(self) -> None:
-        del self.loader  # persistent workers exit
+        """Release the loader (its workers stop at the end of each pass anyway)."""
+        self.loader = None  # type: ignore[assignment]
 
 
 def _one_line_errors(loader: Any) -> Iterator[Any]:
     """The loader's batches; a BenchError raised in a worker process arrives with the worker's
-    traceback in its message: keep its last line only (the CLI prints one line)."""
+    traceback in its message: keep its last line only (the CLI prints one line). A pass that
+    ends early (an error, a consumer that stops) stops its workers at once."""
     iterator = iter(loader)
-    while True:
-        try:
-            batch = next(iterator)
-        except StopIteration:
-            return
-        except BenchError as exc:
-            last = str(exc).strip().splitlines()[-1]
-            raise BenchError(last.removeprefix("benchmark.errors.BenchError: ")) from None
-        yield batch
+    try:
+        while True:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            except BenchError as exc:
+                last = str(exc).strip().splitlines()[-1]
+                raise BenchError(last.removeprefix("benchmark.errors.BenchError: ")) from None
+            yield batch
+    finally:
+        shutdown = getattr(iterator, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
 
 
 def _chunks(n: int, size: int) -> list[list[int]]:
