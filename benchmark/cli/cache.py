@@ -33,7 +33,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="dataset option (e.g. size=160)",
+        help="dataset option, as for bench run (e.g. resize=256)",
     )
     p.add_argument("--split", nargs="+", help="only these splits (default: all)")
     p.add_argument(
