@@ -76,6 +76,7 @@ def load_bundle(
         return bundle
     key = content_id([cls.name, cls.version, options, source_hash(cls)])
     cached = cache_dir() / "datasets" / cls.name / f"{key}.pt"
+    use_cache = use_cache and cls.cache_bundle  # False: the builder caches by itself (hf:)
     if use_cache and cached.is_file():
         try:
             return _from_payload(torch_load(cached))

@@ -150,7 +150,12 @@ def fingerprint(bundle: Bundle) -> str:
         _hash_tensor(h, split.labels)
         for key in sorted(split.attrs):
             h.update(key.encode())
-            _hash_tensor(h, split.attrs[key])
+            value = split.attrs[key]
+            if isinstance(value, torch.Tensor):
+                _hash_tensor(h, value)
+            else:  # lazy (e.g. masks on disk)
+                for item in value.fingerprint_items():
+                    h.update(str(item).encode())
     return h.hexdigest()[:16]
 
 
@@ -174,6 +179,8 @@ class Dataset:
     tiny: ClassVar[dict[str, Any]] = {}
     needs_data_root: ClassVar[bool] = False
     layout: ClassVar[str] = ""
+    #: ``load_bundle`` caches the built bundle (False: the builder caches, or reads fast)
+    cache_bundle: ClassVar[bool] = True
 
     def build(self, options: Mapping[str, Any], data_root: Path | None) -> Bundle:
         raise NotImplementedError
@@ -206,6 +213,8 @@ class Dataset:
 
 DATASETS: Registry[type[Dataset]] = Registry("dataset", Dataset)
 register_dataset = DATASETS.register
+#: ``hf:<repo>[/<config>]``: a Hugging Face Hub dataset through the ``datasets`` library
+DATASETS.register_prefix("hf", "benchmark.hf:hf_dataset")
 
 
 def check_track(track: str) -> None:

@@ -31,7 +31,8 @@ class EvalView:
     train_counts: torch.Tensor | None = None
     num_classes: int = 0
     track: str = ""
-    #: the split's raw inputs (uint8 or float, N×C×H×W, on the CPU) — for perturbation metrics
+    #: the split's raw inputs (uint8 or float, N×C×H×W, on the CPU) — for perturbation metrics;
+    #: images on disk are an ``ImageFiles``: read rows with ``benchmark.imagefiles.take``
     inputs: Any = None
     #: maps raw inputs scaled to [0, 1] to normalised model inputs (the dataset's mean/std)
     normalise: Callable[[torch.Tensor], torch.Tensor] | None = None

@@ -7,6 +7,7 @@ Collisions raise and name both files; unknown names raise with the closest known
 from __future__ import annotations
 
 import fnmatch
+import importlib
 import inspect
 import re
 from collections.abc import Callable, Iterator
@@ -62,6 +63,9 @@ class Registry(Generic[T]):
     kind: str  # "method", "dataset", ...
     base: type | None = None
     _entries: dict[str, Entry[T]] = field(default_factory=dict)
+    #: "prefix" -> "module:function" making the plugin for a name "prefix:rest" (e.g. "hf:...")
+    _prefixes: dict[str, str] = field(default_factory=dict)
+    _resolved: dict[str, T] = field(default_factory=dict)
 
     def register(self, name: str) -> Callable[[T], T]:
         """Class decorator: register ``obj`` under ``name`` (lowercase kebab-case)."""
@@ -85,11 +89,22 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def register_prefix(self, prefix: str, target: str) -> None:
+        """Resolve names ``prefix:rest`` with ``target`` ("module:function", imported on first
+        use), which returns the plugin for the whole name; resolved once per name."""
+        self._prefixes[prefix] = target
+
     def get(self, name: str) -> T:
         """The plugin called ``name``; a clear error when unknown or when its file failed."""
         entry = self._entries.get(name)
         if entry is not None:
             return entry.obj
+        prefix = name.split(":", 1)[0] if ":" in name else None
+        if prefix in self._prefixes:
+            if name not in self._resolved:
+                module, function = self._prefixes[prefix].split(":")
+                self._resolved[name] = getattr(importlib.import_module(module), function)(name)
+            return self._resolved[name]
         for failure in FAILURES:
             if failure.kind in (self.kind, "plugin") and failure.stem.replace("_", "-") == name:
                 raise PluginLoadError(

@@ -291,7 +291,9 @@ class Runner:
             split=name,
             labels=labels.to(self.device),
             outputs=out,
-            attrs={k: v.to(self.device) for k, v in attrs.items()},
+            attrs={  # lazy attributes (masks of images on disk) stay where they are
+                k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in attrs.items()
+            },
             num_classes=bundle.num_classes,
             track=bundle.track,
             inputs=inputs,

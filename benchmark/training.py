@@ -119,10 +119,10 @@ class Trainer:
     # -- training ------------------------------------------------------------------------
     def fit(self, method: Method, split: Split) -> None:
         """Train ``method.model`` on ``split`` following the protocol in ``method.hp``."""
-        if not isinstance(split.inputs, torch.Tensor):
-            raise BenchError(
-                "this split is stored on disk; the in-memory trainer needs tensor inputs"
-            )
+        if not isinstance(split.inputs, torch.Tensor):  # images on disk: streamed
+            from benchmark.streaming import fit as fit_streaming
+
+            return fit_streaming(self, method, split)
         hp, info, model = method.hp, method.info, method.model
         assert model is not None, "method.setup() builds the model before fit"
         model.to(self.device)
@@ -183,6 +183,10 @@ class Trainer:
     def predict(self, method: Method, split: Split, desc: str = "eval") -> Outputs:
         """``method.predict_batch`` over ``split`` in batches; outputs stay on the device."""
         assert method.model is not None
+        if not isinstance(split.inputs, torch.Tensor):  # images on disk: streamed
+            from benchmark.streaming import predict as predict_streaming
+
+            return predict_streaming(self, method, split, desc)
         method.model.to(self.device).eval()
         n = len(split)
         parts = []

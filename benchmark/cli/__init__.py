@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from benchmark.cli import listing, perf, run, show, table
+from benchmark.cli import cache, listing, perf, run, show, table
 from benchmark.errors import BenchError
 
-COMMANDS = (listing, run, table, show, perf)
+COMMANDS = (listing, run, table, show, cache, perf)
 
 EPILOG = """examples:
   bench list methods
@@ -17,6 +17,7 @@ EPILOG = """examples:
   bench table --results results
   bench show 3f2a9c1e
   bench perf metrics
+  bench cache imagenet-lt --data-root /data --measure 2000
 """
 
 
