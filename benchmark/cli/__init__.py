@@ -6,10 +6,20 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from benchmark.cli import compare, leaderboard, listing, run, show, sweep, table
+from benchmark.cli import (
+    compare,
+    leaderboard,
+    listing,
+    run,
+    show,
+    submit,
+    sweep,
+    table,
+    verify,
+)
 from benchmark.errors import BenchError
 
-COMMANDS = (listing, run, table, show, sweep, leaderboard, compare)
+COMMANDS = (listing, run, table, show, sweep, leaderboard, compare, submit, verify)
 
 EPILOG = """examples:
   bench list methods
