@@ -10,6 +10,7 @@ from benchmark.cli import (
     compare,
     leaderboard,
     listing,
+    report,
     run,
     show,
     submit,
@@ -19,7 +20,7 @@ from benchmark.cli import (
 )
 from benchmark.errors import BenchError
 
-COMMANDS = (listing, run, table, show, sweep, leaderboard, compare, submit, verify)
+COMMANDS = (listing, run, table, show, sweep, leaderboard, compare, submit, verify, report)
 
 EPILOG = """examples:
   bench list methods
