@@ -23,6 +23,7 @@ import html
 import io
 import math
 import urllib.parse
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -177,7 +178,9 @@ def plot_per_class(dataset: str, series: Mapping[str, list[RunRecord]]) -> str |
                 "test accuracy of the class",
             )
         counts = np.array(data[0][0])
-        accs = np.nanmean(np.array([d[1] for d in data], dtype=float), axis=0)
+        with warnings.catch_warnings():  # a class no seed scored stays NaN (not drawn)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            accs = np.nanmean(np.array([d[1] for d in data], dtype=float), axis=0)
         ax.scatter(counts, accs, s=12, alpha=0.7, label=label)
     if fig is None:
         return None

@@ -25,7 +25,10 @@ def local() -> LocalLauncher:
 
 
 def test_random_draws_are_seeded_by_name() -> None:
-    declared = {"lr": HParam(0.1, LogUniform(1e-3, 1.0)), "wd": HParam(1e-4, LogUniform(1e-6, 1e-2))}
+    declared = {
+        "lr": HParam(0.1, LogUniform(1e-3, 1.0)),
+        "wd": HParam(1e-4, LogUniform(1e-6, 1e-2)),
+    }
     more = {"alpha": HParam(0.5, Uniform(0.0, 1.0)), **declared, "beta": HParam(1.0, Uniform(0, 2))}
     for trial in range(1, 6):
         a = random_hparams(declared, trial, "erm", "glyph-lt")
@@ -51,7 +54,11 @@ def test_random_configurations_round_trip_as_text() -> None:
 
 def test_grid_values_and_declared_space_points() -> None:
     grid = parse_grid(["lr=0.01,0.1", "weight_decay:3", "milestones=[60,80],[120,160]"])
-    assert grid == {"lr": ["0.01", "0.1"], "weight_decay": ":3", "milestones": ["[60,80]", "[120,160]"]}
+    assert grid == {
+        "lr": ["0.01", "0.1"],
+        "weight_decay": ":3",
+        "milestones": ["[60,80]", "[120,160]"],
+    }
     spec = SweepSpec(["erm"], ["glyph-lt"], grid=grid, select="val-acc")
     configs = configurations(spec, "erm", "glyph-lt")
     assert len(configs) == 2 * 3 * 2
