@@ -35,6 +35,9 @@ from benchmark.leaderboard import Leaderboard, read_leaderboard, to_csv
 from benchmark.record import RunRecord
 from benchmark.store import Store
 
+#: rows drawn in the plots of one leaderboard (the best by its first metric)
+MAX_SERIES = 8
+
 SCRIPT = """
 function sortTable(table, col, desc) {
   const body = table.tBodies[0];
@@ -186,7 +189,7 @@ def plot_per_class(dataset: str, series: Mapping[str, list[RunRecord]]) -> str |
         return None
     ax.set_xscale("log")
     ax.set_ylim(-0.03, 1.03)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="lower right")
     return figure_png(fig)
 
 
@@ -203,7 +206,7 @@ def plot_reliability(dataset: str, series: Mapping[str, list[RunRecord]]) -> lis
         ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left")
         out.append((label, figure_png(fig)))
     return out
 
@@ -229,7 +232,7 @@ def plot_curves(dataset: str, series: Mapping[str, list[RunRecord]]) -> str | No
             ax.plot(np.linspace(0, 1, n), mean, style, label=f"{label} {name}")
     if fig is None:
         return None
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper right")
     return figure_png(fig)
 
 
@@ -337,7 +340,7 @@ def build_report(
         body.append("\n".join(esc(f"{r['method']}: {r['reproduce']}") for r in board.rows))
         body.append("</pre></details>")
         series: dict[str, list[RunRecord]] = {}
-        for row in board.rows:
+        for row in best_rows(board, MAX_SERIES):
             label = (
                 f"{row['method']} ({row['row_hash'][:6]})" if _dupes(board, row) else row["method"]
             )
@@ -345,6 +348,11 @@ def build_report(
             if found:
                 series[label] = found
         figures = []
+        if len(board.rows) > MAX_SERIES and series:
+            body.append(
+                f'<p class="muted">plots show the {MAX_SERIES} best rows by '
+                f"{esc(board.metrics[0])}</p>"
+            )
         if series:
             name = ", ".join(datasets)
             png = plot_per_class(name, series)
@@ -379,6 +387,23 @@ def build_report(
         + "\n".join(body)
         + f"\n<script>{SCRIPT}</script>\n</body></html>\n"
     )
+
+
+def best_rows(board: Leaderboard, k: int) -> list[dict[str, str]]:
+    """The ``k`` best rows by the board's first metric (plots stay readable and fast)."""
+    from benchmark.metric import direction
+
+    keys = [m for m in board.metrics if direction(m.split("@")[0]) is not None]
+    if not keys or len(board.rows) <= k:
+        return board.rows[:k]
+    key, higher = keys[0], direction(keys[0].split("@")[0])
+
+    def score(row: Mapping[str, str]) -> float:
+        text = row.get(f"{key}_mean", "")
+        value = float(text) if text else math.nan
+        return -math.inf if math.isnan(value) else (value if higher else -value)
+
+    return sorted(board.rows, key=score, reverse=True)[:k]
 
 
 def _dupes(board: Leaderboard, row: Mapping[str, str]) -> bool:

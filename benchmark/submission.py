@@ -519,6 +519,11 @@ def verify(
         )
     method_hash = expected_method_hash(path, manifest)
     checks.append(f"plugin sources hash to {method_hash}")
+    if manifest.get("core_hash") != core_hash():
+        checks.append(
+            f"note: trained with core code {manifest.get('core_hash')}, this bench has "
+            f"{core_hash()} (same version {benchmark.__version__}; metrics are recomputed here)"
+        )
     device = device or select_device("cpu")
     runner = Runner(Store(tempfile.mkdtemp(prefix="bench-verify-")), device, data_root, False)
     protocol = manifest["protocol"]

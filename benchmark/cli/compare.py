@@ -88,7 +88,7 @@ def rank(rows: list[dict[str, str]], key: str) -> list[dict[str, Any]]:
         v = value(row)
         return (1, 0.0) if math.isnan(v) else (0, -v if higher else v)
 
-    mine = [r for r in rows if r["source"] == "yours"]
+    mine = sorted((r for r in rows if r["source"] == "yours"), key=order)[:1]  # your best
     ranked = []
     for row in sorted(rows, key=order):
         better = sum(order(o) < order(row) for o in rows)  # ties share a rank
@@ -118,18 +118,17 @@ def render_ranking(ranked: list[dict[str, Any]], key: str, board: Any) -> str:
         ]
         table.append([r["rank"], label, r["selection"], n, fmt(r["value"], std, n, scale), *deltas])
     headers = ["rank", "method", "selection", "n", key + arrow(key)]
-    if len(mine) == 1:
-        headers.append("Δ vs yours")
-    else:
-        headers += [f"Δ vs yours #{i + 1}" for i in range(len(mine))]
+    headers.append("Δ vs yours" if len(mine) == 1 else "Δ vs your best")
     lines = [
         f"{board.path}: {len(board.rows)} leaderboard row(s), dataset fingerprint "
         f"{', '.join(sorted(board.fingerprints())) or '-'}; ranked by {key}{arrow(key)} "
-        f"(in %; Δ = row − yours, in points)",
+        f"(in %; Δ = row − yours (your best row), in points)",
         tabulate(table, headers=headers, tablefmt="github", disable_numparse=True),
     ]
     total = len(ranked)
-    for i, m in enumerate(mine, start=1):
+    if len(mine) > 10:
+        lines.append(f"(the first 10 of your {len(mine)} rows below)")
+    for i, m in enumerate(mine[:10], start=1):
         top = ranked[0]["value"]
         gap = (m["value"] - top) * scale if not math.isnan(m["value"]) else math.nan
         tag = f" #{i}" if len(mine) > 1 else ""

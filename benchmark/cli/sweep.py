@@ -187,6 +187,8 @@ def summary(result: Any, store: Any) -> str:
     for o in result.failed:
         lines.append(f"failed: {o.job.method} on {o.job.dataset} seed {o.job.seed}: {o.error}")
     records = [store.get(o.run_id) for o in result.final.values() if o.run_id]
+    for r in records:  # the selection split was for choosing, not for reporting
+        r.metrics = {s: v for s, v in r.metrics.items() if s not in r.extra_splits}
     if records:
         lines.append("")
         lines.append(run_table(records))
