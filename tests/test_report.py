@@ -164,3 +164,26 @@ def test_page_renders_and_sorts_in_a_headless_browser(
     descending = dom(f"#sort=t0:{acc_col}:desc")
     assert [float(v) for v in acc_order(descending)] == sorted(values, reverse=True)
     assert 'data-sorted="3:desc"' in descending
+
+
+def test_saliency_overlay_from_stored_predictions(tmp_path: Path) -> None:
+    import torch
+
+    from benchmark.data import load_bundle
+    from benchmark.dataset import DATASETS
+    from benchmark.outputs import Outputs
+    from benchmark.report import plot_saliency
+
+    options = dict(DATASETS.get("glyph-lt").tiny)
+    bundle = load_bundle("glyph-lt", options)
+    n, _, h, w = bundle.splits["test"].inputs.shape
+    store = Store(tmp_path)
+    r = record(0, 0.5)
+    r.dataset_options = bundle.options
+    assert plot_saliency(store, r) is None  # no stored predictions: no overlay
+    store.save_predictions(r.run_id, {"test": Outputs(logits=torch.zeros(n, 6))})
+    assert plot_saliency(store, r) is None  # predictions without saliency: no overlay
+    sal = torch.rand(n, h, w)
+    store.save_predictions(r.run_id, {"test": Outputs(logits=torch.zeros(n, 6), saliency=sal)})
+    png = plot_saliency(store, r)
+    assert png is not None and png.startswith("data:image/png;base64,")
