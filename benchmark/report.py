@@ -135,32 +135,38 @@ def per_class(record: RunRecord) -> tuple[list[float], list[float]] | None:
     ]
 
 
-def reliability(record: RunRecord) -> tuple[list[float], list[float], list[float]] | None:
-    """(confidence, accuracy, count) per bin from any calibration-like detail."""
+def reliability(record: RunRecord) -> list[dict[str, float]] | None:
+    """Per-bin ``confidence``, ``accuracy``, ``count`` (and ``lo``/``hi`` edges when given)
+    from any calibration-like detail: a ``bins`` list of dicts, or parallel lists."""
     for d in _walk(record.details.get("test", {})):
         bins = d.get("bins")
-        if isinstance(bins, list) and bins and isinstance(bins[0], Mapping):
-            keys = bins[0]
-            if {"confidence", "accuracy"} <= set(keys):
-                return (
-                    [float(b["confidence"]) for b in bins],
-                    [float(b["accuracy"]) for b in bins],
-                    [float(b.get("count", 1)) for b in bins],
-                )
+        is_table = isinstance(bins, list) and bins and isinstance(bins[0], Mapping)
+        if is_table and {"confidence", "accuracy"} <= set(bins[0]):
+            return [{k: float(v) for k, v in b.items() if _is_num(v)} for b in bins]
         if isinstance(d.get("confidence"), list) and isinstance(d.get("accuracy"), list):
-            conf, acc = d["confidence"], d["accuracy"]
-            count = d.get("count") or [1.0] * len(conf)
-            return [float(c) for c in conf], [float(a) for a in acc], [float(n) for n in count]
+            count = d.get("count") or [1.0] * len(d["confidence"])
+            return [
+                {"confidence": float(c), "accuracy": float(a), "count": float(n)}
+                for c, a, n in zip(d["confidence"], d["accuracy"], count)
+            ]
     return None
 
 
+def _is_num(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def curves(record: RunRecord) -> dict[str, list[float]]:
+    """``insertion`` / ``deletion`` curves (and their x axis, ``fraction``, when given)."""
     out: dict[str, list[float]] = {}
     for d in _walk(record.details.get("test", {})):
         for name in ("insertion", "deletion"):
             curve = d.get(f"{name}_curve")
             if isinstance(curve, list) and curve and name not in out:
                 out[name] = [float(v) for v in curve]
+                fraction = d.get("fraction")
+                if isinstance(fraction, list) and len(fraction) == len(curve):
+                    out[f"{name}_x"] = [float(v) for v in fraction]
     return out
 
 
@@ -199,10 +205,17 @@ def plot_reliability(dataset: str, series: Mapping[str, list[RunRecord]]) -> lis
         rel = next((r for r in map(reliability, records) if r is not None), None)
         if rel is None:
             continue
-        conf, acc, _count = rel
+        bins = [b for b in rel if b.get("count", 1) > 0]  # empty bins are not drawn
         fig, ax = _new_figure(f"{dataset}: reliability, {label}", "confidence", "accuracy")
-        width = 1.0 / max(1, len(conf))
-        ax.bar(conf, acc, width=width * 0.9, alpha=0.7, edgecolor="k", label="accuracy")
+        if bins and "lo" in bins[0] and "hi" in bins[0]:
+            x = [(b["lo"] + b["hi"]) / 2 for b in bins]
+            width = [max(b["hi"] - b["lo"], 0.01) * 0.95 for b in bins]
+        else:
+            x = [b["confidence"] for b in bins]
+            width = [0.9 / max(1, len(rel))] * len(bins)
+        acc = [b["accuracy"] for b in bins]
+        ax.bar(x, acc, width=width, alpha=0.7, edgecolor="k", label="accuracy")
+        ax.plot([b["confidence"] for b in bins], acc, "r.", label="mean confidence")
         ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
@@ -229,7 +242,9 @@ def plot_curves(dataset: str, series: Mapping[str, list[RunRecord]]) -> str | No
                 )
             n = min(len(d) for d in data)
             mean = np.mean([d[:n] for d in data], axis=0)
-            ax.plot(np.linspace(0, 1, n), mean, style, label=f"{label} {name}")
+            xs = next((c[f"{name}_x"] for c in found if f"{name}_x" in c), None)
+            x = xs[:n] if xs and len(xs) >= n else np.linspace(0, 1, n)
+            ax.plot(x, mean, style, label=f"{label} {name}")
     if fig is None:
         return None
     ax.legend(fontsize=7, loc="upper right")

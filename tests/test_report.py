@@ -37,13 +37,14 @@ def record(seed: int, acc: float, method: str = "erm", lr: float = 0.1) -> RunRe
                 "per_class_acc": [0.9, 0.5, None, 0.1],
                 "train_counts": [200, 50, 9, 2],
             },
-            "calibration": {
+            "calibration": {  # the calibration metric's layout, an empty bin included
                 "bins": [
-                    {"confidence": 0.25 + 0.5 * i, "accuracy": 0.2 + 0.5 * i, "count": 10}
-                    for i in range(2)
+                    {"lo": lo, "hi": lo + 0.5, "count": n, "accuracy": a, "confidence": c}
+                    for lo, n, a, c in ((0.0, 10, 0.2, 0.3), (0.5, 0, 0.0, 0.0), (1.0, 5, 1.0, 1.0))
                 ]
             },
             "insertion-deletion": {
+                "fraction": [0.25, 0.5, 0.75, 1.0],
                 "insertion_curve": [0.1, 0.5, 0.8, 0.9],
                 "deletion_curve": [0.9, 0.4, 0.2, 0.1],
             },
@@ -108,6 +109,11 @@ def test_plots_from_record_details(page_inputs: tuple[Path, Path]) -> None:
     ):
         assert caption in page
     assert page.count('<img src="data:image/png;base64,') >= 4
+    from benchmark.report import curves, reliability
+
+    r = record(0, 0.5)
+    assert [b["count"] for b in reliability(r)] == [10.0, 0.0, 5.0]
+    assert curves(r)["insertion_x"] == [0.25, 0.5, 0.75, 1.0]
     bare = build_report([board])  # no records: tables only, and it says why
     assert "plots need the run records" in bare and "data:image/png" not in bare
 
