@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -45,6 +46,8 @@ class RunRecord:
     checkpoint: str = ""
     created: str = ""
     schema: int = SCHEMA_VERSION
+    #: splits evaluated beyond the dataset's ``eval_splits`` (e.g. ``val`` for model selection)
+    extra_splits: list[str] = field(default_factory=list)
 
     @staticmethod
     def identity(
@@ -57,9 +60,10 @@ class RunRecord:
         hparams: dict[str, Any],
         seed: int,
         code: str,
+        extra_splits: Sequence[str] = (),
     ) -> dict[str, Any]:
-        """The inputs the run id hashes."""
-        return {
+        """The inputs the run id hashes (``extra_splits`` only when there are any)."""
+        out = {
             "schema": SCHEMA_VERSION,
             "method": method,
             "dataset": dataset,
@@ -70,6 +74,9 @@ class RunRecord:
             "seed": seed,
             "code": code,
         }
+        if extra_splits:
+            out["extra_splits"] = list(extra_splits)
+        return out
 
     def expected_id(self) -> str:
         return content_id(
@@ -82,6 +89,7 @@ class RunRecord:
                 hparams=self.hparams,
                 seed=self.seed,
                 code=self.code.get("hash", ""),
+                extra_splits=self.extra_splits,
             )
         )
 

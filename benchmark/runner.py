@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -96,6 +96,22 @@ def code_version(method: type[Method], dataset: type[Dataset]) -> dict[str, str]
 
 
 @dataclass
+class Planned:
+    """A resolved run before it runs: what ``Runner.plan`` returns."""
+
+    method: str
+    dataset: str
+    seed: int
+    mcls: type[Method]
+    bundle: Bundle
+    hparams: dict[str, Any]
+    code: dict[str, str]
+    run_id: str
+    extra_splits: tuple[str, ...]
+    t_data: float
+
+
+@dataclass
 class Runner:
     """Runs (method, dataset, seed) triples into a store; reuses records and checkpoints."""
 
@@ -111,10 +127,15 @@ class Runner:
             self._bundles[key] = load_bundle(dataset, options, root=self.data_root)
         return self._bundles[key]
 
-    def run(
-        self, method: str, dataset: str, seed: int = 0, settings: Mapping[str, Any] | None = None
-    ) -> tuple[RunRecord, bool]:
-        """One run; returns (record, whether it was already in the store)."""
+    def plan(
+        self,
+        method: str,
+        dataset: str,
+        seed: int = 0,
+        settings: Mapping[str, Any] | None = None,
+        extra_splits: Sequence[str] = (),
+    ) -> Planned:
+        """Resolve names, data, hyperparameters and code hashes into a run id (nothing runs)."""
         t_start = time.perf_counter()
         mcls, dcls = METHODS.get(method), DATASETS.get(dataset)
         reason = mcls.incompatibility(dcls)
@@ -122,6 +143,13 @@ class Runner:
             raise BenchError(reason)
         ds_over, hp_over = split_settings(mcls, dcls, settings or {})
         bundle = self.bundle(dataset, ds_over)
+        extra = tuple(s for s in dict.fromkeys(extra_splits) if s not in bundle.eval_splits)
+        for name in extra:
+            if name not in bundle.splits:
+                raise BenchError(
+                    f"{dataset} has no split '{name}' to evaluate "
+                    f"(splits: {', '.join(sorted(bundle.splits))})"
+                )
         t_data = time.perf_counter() - t_start
         hparams = resolve_hparams(mcls, dcls, hp_over)
         code = code_version(mcls, dcls)
@@ -134,45 +162,89 @@ class Runner:
             hparams=hparams,
             seed=seed,
             code=code["hash"],
+            extra_splits=extra,
         )
-        run_id = content_id(identity)
-        if self.store.has(run_id):
-            return self.store.get(run_id), True
+        return Planned(
+            method, dataset, seed, mcls, bundle, hparams, code, content_id(identity), extra, t_data
+        )
 
-        trainer = Trainer(self.device, seed=seed, progress=self.progress)
-        t0 = time.perf_counter()
-        model, ckpt_key, trained = self.trained(mcls, bundle, hparams, seed, trainer)
-        t_train = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        metrics, details, conventions = self.evaluate(model, bundle, trainer)
-        t_eval = time.perf_counter() - t0
-        record = RunRecord(
-            run_id=run_id,
-            method=method,
-            dataset=dataset,
-            track=bundle.track,
-            seed=seed,
-            hparams=hparams,
-            dataset_version=bundle.version,
-            dataset_fingerprint=bundle.fingerprint,
-            dataset_options=bundle.options,
-            code=code,
-            metrics=metrics,
-            details=details,
-            conventions=conventions,
-            timings={
-                "data_s": round(t_data, 3),
-                "train_s": round(t_train, 3),
-                "eval_s": round(t_eval, 3),
-                "total_s": round(time.perf_counter() - t_start, 3),
-                "checkpoint": "trained" if trained else "cached",
-                "train_history": trainer.history,
-            },
-            environment=environment(self.device),
-            checkpoint=ckpt_key,
-            created=datetime.now(UTC).isoformat(timespec="seconds"),
-        )
-        self.store.write(record)
+    def run(
+        self,
+        method: str,
+        dataset: str,
+        seed: int = 0,
+        settings: Mapping[str, Any] | None = None,
+        *,
+        extra_splits: Sequence[str] = (),
+        predictions: bool = False,
+    ) -> tuple[RunRecord, bool]:
+        """One run; returns (record, whether it was already in the store).
+
+        ``extra_splits`` (e.g. ``("val",)`` for model selection) are evaluated too and stored
+        under their names in ``record.metrics``; they enter the run id only when given.
+        ``predictions``: also store the per-sample outputs (``Store.save_predictions``).
+        A lock per run id keeps two processes from training the same run at once.
+        """
+        t_start = time.perf_counter()
+        p = self.plan(method, dataset, seed, settings, extra_splits)
+        run_id, bundle, hparams, code = p.run_id, p.bundle, p.hparams, p.code
+
+        def done() -> bool:
+            return self.store.has(run_id) and (
+                not predictions or self.store.has_predictions(run_id)
+            )
+
+        if done():
+            return self.store.get(run_id), True
+        with self.store.lock(run_id):
+            if done():  # another process finished it while we waited for the lock
+                return self.store.get(run_id), True
+            trainer = Trainer(self.device, seed=seed, progress=self.progress)
+            t0 = time.perf_counter()
+            model, ckpt_key, trained = self.trained(p.mcls, bundle, hparams, seed, trainer)
+            t_train = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            outputs: dict[str, Outputs] = {}
+            metrics, details, conventions = self.evaluate(
+                model,
+                bundle,
+                trainer,
+                splits=(*bundle.eval_splits, *p.extra_splits),
+                outputs=outputs,
+            )
+            t_eval = time.perf_counter() - t0
+            if predictions:  # before the record: a crash in between leaves no record behind
+                self.store.save_predictions(run_id, outputs)
+            if self.store.has(run_id):  # predictions regenerated for a stored record
+                return self.store.get(run_id), True
+            record = RunRecord(
+                run_id=run_id,
+                method=method,
+                dataset=dataset,
+                track=bundle.track,
+                seed=seed,
+                hparams=hparams,
+                dataset_version=bundle.version,
+                dataset_fingerprint=bundle.fingerprint,
+                dataset_options=bundle.options,
+                code=code,
+                metrics=metrics,
+                details=details,
+                conventions=conventions,
+                timings={
+                    "data_s": round(p.t_data, 3),
+                    "train_s": round(t_train, 3),
+                    "eval_s": round(t_eval, 3),
+                    "total_s": round(time.perf_counter() - t_start, 3),
+                    "checkpoint": "trained" if trained else "cached",
+                    "train_history": trainer.history,
+                },
+                environment=environment(self.device),
+                checkpoint=ckpt_key,
+                created=datetime.now(UTC).isoformat(timespec="seconds"),
+                extra_splits=list(p.extra_splits),
+            )
+            self.store.write(record)
         return record, False
 
     # -- training with a checkpoint cache ------------------------------------------------
@@ -227,9 +299,16 @@ class Runner:
 
     # -- evaluation ----------------------------------------------------------------------
     def evaluate(
-        self, method: Method, bundle: Bundle, trainer: Trainer
+        self,
+        method: Method,
+        bundle: Bundle,
+        trainer: Trainer,
+        splits: Sequence[str] | None = None,
+        outputs: dict[str, Outputs] | None = None,
     ) -> tuple[dict[str, dict[str, float]], dict[str, Any], dict[str, str]]:
-        outputs: dict[str, Outputs] = {}
+        """Predict each split in ``splits`` (default: the bundle's evaluation splits) and score
+        it; the predicted outputs are collected in ``outputs`` when given."""
+        outputs = {} if outputs is None else outputs
 
         def predict(name: str) -> Outputs:
             if name not in outputs:
@@ -237,11 +316,26 @@ class Runner:
                 _check_finite(outputs[name], name)
             return outputs[name]
 
+        return self.score(bundle, predict, splits, method, trainer)
+
+    def score(
+        self,
+        bundle: Bundle,
+        predict: Callable[[str], Outputs],
+        splits: Sequence[str] | None = None,
+        method: Method | None = None,
+        trainer: Trainer | None = None,
+    ) -> tuple[dict[str, dict[str, float]], dict[str, Any], dict[str, str]]:
+        """Every applicable metric on each split, from ``predict(split) -> Outputs``.
+
+        Without ``method`` and ``trainer`` (stored predictions, ``bench verify``) the metrics
+        that query the model (``requires`` ``model``) do not apply.
+        """
         metrics: dict[str, dict[str, float]] = {}
         details: dict[str, Any] = {}
         conventions: dict[str, str] = {}
         train_counts = bundle.class_counts("train")
-        for name in bundle.eval_splits:
+        for name in bundle.eval_splits if splits is None else splits:
             view = self.view(bundle, name, predict, method, trainer)
             view.train_counts = train_counts.to(self.device)
             metrics[name], details[name] = {}, {}
@@ -255,12 +349,17 @@ class Runner:
                     details[name][mname] = extra
                 if metric.convention:
                     conventions[mname] = metric.convention
-            if outputs[name].ood_score_kind:
-                conventions["ood_score"] = outputs[name].ood_score_kind
+            if predict(name).ood_score_kind:
+                conventions["ood_score"] = predict(name).ood_score_kind
         return metrics, details, conventions
 
     def view(
-        self, bundle: Bundle, name: str, predict: Any, method: Method, trainer: Trainer
+        self,
+        bundle: Bundle,
+        name: str,
+        predict: Any,
+        method: Method | None,
+        trainer: Trainer | None,
     ) -> EvalView:
         split = bundle.splits[name]
         out = predict(name)
@@ -276,21 +375,23 @@ class Runner:
                 [torch.zeros(len(ref), dtype=torch.bool), torch.ones(len(split), dtype=torch.bool)]
             )
             inputs = None
-        info = method.info
+        normalise = model_probs = None
+        if method is not None and trainer is not None:
+            info = method.info
 
-        def normalise(x: torch.Tensor) -> torch.Tensor:
-            return trainer.normalise(x, info)
+            def normalise(x: torch.Tensor) -> torch.Tensor:
+                return trainer.normalise(x, info)
 
-        @torch.no_grad()
-        def model_probs(x: torch.Tensor) -> torch.Tensor:
-            with autocast(self.device):
-                logits = method.predict_batch(x).logits
-            return torch.softmax(logits.float(), dim=1)
+            @torch.no_grad()
+            def model_probs(x: torch.Tensor) -> torch.Tensor:
+                with autocast(self.device):
+                    logits = method.predict_batch(x).logits
+                return torch.softmax(logits.float(), dim=1)
 
         return EvalView(
             split=name,
             labels=labels.to(self.device),
-            outputs=out,
+            outputs=out.to(self.device),
             attrs={  # lazy attributes (masks of images on disk) stay where they are
                 k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in attrs.items()
             },

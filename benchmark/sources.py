@@ -12,6 +12,9 @@ from typing import Any
 import benchmark
 
 _CORE = Path(benchmark.__file__).resolve().parent
+#: core modules that never change a number (orchestration, leaderboards, reports): editing
+#: them must not change every run id
+NOT_COMPUTATIONAL = ("sweep.py", "launchers.py", "leaderboard.py", "submission.py", "report.py")
 
 
 @functools.cache
@@ -38,7 +41,7 @@ def core_hash() -> str:
     h = hashlib.sha256()
     for path in sorted(_CORE.rglob("*.py")):
         rel = path.relative_to(_CORE)
-        if rel.parts[0] in ("cli",):
+        if rel.parts[0] in ("cli",) or rel.name in NOT_COMPUTATIONAL:
             continue
         h.update(str(rel).encode())
         h.update(_file_hash(str(path)).encode())

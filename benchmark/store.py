@@ -4,19 +4,30 @@ Layout (``--results DIR``, else ``$BENCH_RESULTS``, else ``./results``)::
 
     DIR/runs/<run_id>.json          one record per run, written atomically
     DIR/checkpoints/<key>.pt        trained models, keyed by what shaped them
+    DIR/predictions/<run_id>.pt     per-sample outputs of a run (``--predictions``, submissions)
+    DIR/locks/<run_id>.lock         held (flock) while a process trains that run
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from benchmark.errors import BenchError
 from benchmark.io import atomic_torch_save, atomic_write_json, torch_load
+from benchmark.outputs import Outputs
 from benchmark.record import RunRecord
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: runs are not protected against concurrent duplicates
+    fcntl = None  # type: ignore[assignment]
 
 
 def results_root(cli_value: str | Path | None = None) -> Path:
@@ -31,6 +42,8 @@ class Store:
         self.root = results_root(root)
         self.runs = self.root / "runs"
         self.checkpoints = self.root / "checkpoints"
+        self.predictions = self.root / "predictions"
+        self.locks = self.root / "locks"
 
     # -- records -------------------------------------------------------------------------
     def path(self, run_id: str) -> Path:
@@ -79,3 +92,79 @@ class Store:
 
     def save_checkpoint(self, key: str, payload: dict[str, Any]) -> None:
         atomic_torch_save(self.checkpoint_path(key), payload)
+
+    # -- per-sample predictions ----------------------------------------------------------
+    def predictions_path(self, run_id: str) -> Path:
+        return self.predictions / f"{run_id}.pt"
+
+    def has_predictions(self, run_id: str) -> bool:
+        return self.predictions_path(run_id).is_file()
+
+    def save_predictions(self, run_id: str, outputs: Mapping[str, Outputs]) -> None:
+        """Every split's outputs (CPU tensors), atomically."""
+        atomic_torch_save(
+            self.predictions_path(run_id),
+            {split: outputs_payload(out) for split, out in outputs.items()},
+        )
+
+    def load_predictions(self, run_id: str | Path) -> dict[str, Outputs]:
+        path = Path(run_id) if isinstance(run_id, Path) else self.predictions_path(run_id)
+        try:
+            payload = torch_load(path)
+            return {split: outputs_from_payload(p) for split, p in payload.items()}
+        except Exception as exc:  # unreadable or not the layout written above
+            raise BenchError(f"unreadable predictions file {path}: {exc}") from exc
+
+    # -- one process per run -------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, run_id: str) -> Iterator[None]:
+        """Hold an exclusive lock on ``run_id`` (waits for another holder; released when the
+        holder exits or is killed, since the kernel drops flock locks with the process)."""
+        if fcntl is None:
+            yield
+            return
+        self.locks.mkdir(parents=True, exist_ok=True)
+        with (self.locks / f"{run_id}.lock").open("a") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+    def locked(self, run_id: str) -> bool:
+        """Whether another process holds ``run_id``'s lock right now."""
+        path = self.locks / f"{run_id}.lock"
+        if fcntl is None or not path.is_file():
+            return False
+        with path.open("a") as f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        return False
+
+
+def outputs_payload(out: Outputs) -> dict[str, Any]:
+    """An ``Outputs`` as a dict of CPU tensors (loadable with ``weights_only=True``)."""
+    payload: dict[str, Any] = {k: v.detach().cpu() for k, v in out.tensors().items()}
+    payload["ood_score_kind"] = out.ood_score_kind
+    return payload
+
+
+def outputs_from_payload(payload: Mapping[str, Any]) -> Outputs:
+    kwargs: dict[str, Any] = {"ood_score_kind": str(payload.get("ood_score_kind", ""))}
+    extras = {}
+    known = {"logits", "features", "ood_score", "saliency", "probs_"}
+    for key, value in payload.items():
+        if key == "ood_score_kind":
+            continue
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"entry {key!r} is not a tensor")
+        if key.startswith("extras."):
+            extras[key.removeprefix("extras.")] = value
+        elif key in known:
+            kwargs[key] = value
+        else:
+            raise ValueError(f"unknown output {key!r}")
+    return Outputs(**kwargs, extras=extras)

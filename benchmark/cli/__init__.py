@@ -6,16 +6,32 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from benchmark.cli import cache, listing, perf, run, show, table
+from benchmark.cli import (
+    cache,
+    compare,
+    leaderboard,
+    listing,
+    perf,
+    report,
+    run,
+    show,
+    submit,
+    sweep,
+    table,
+    verify,
+)
 from benchmark.errors import BenchError
 
-COMMANDS = (listing, run, table, show, cache, perf)
+COMMANDS = (
+    listing, run, table, show, sweep, leaderboard, compare, submit, verify, report, cache, perf,
+)
 
 EPILOG = """examples:
   bench list methods
   bench run --method erm --dataset glyph-lt --seed 0 1 2
   bench table --results results
   bench show 3f2a9c1e
+  bench sweep --method erm --dataset glyph-lt --grid lr=0.01,0.1 --select val-acc --seed 0 1 2
   bench perf metrics
   bench cache imagenet-lt --data-root /data --measure 2000
 """

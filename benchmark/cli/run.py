@@ -33,6 +33,16 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", help="root folder of real datasets (else $BENCH_DATA)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     p.add_argument("--results", help="results folder (else $BENCH_RESULTS, else ./results)")
+    p.add_argument(
+        "--eval-split",
+        action="append",
+        default=[],
+        metavar="SPLIT",
+        help="also evaluate this split (e.g. val; sweeps use it for model selection)",
+    )
+    p.add_argument(
+        "--predictions", action="store_true", help="also store per-sample outputs (predictions/)"
+    )
     p.add_argument("--json", action="store_true", help="print the run records as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=main)
@@ -50,7 +60,14 @@ def main(args: argparse.Namespace) -> int:
     )
     records = []
     for seed in args.seed:
-        record, cached = runner.run(args.method, args.dataset, seed, settings)
+        record, cached = runner.run(
+            args.method,
+            args.dataset,
+            seed,
+            settings,
+            extra_splits=args.eval_split,
+            predictions=args.predictions,
+        )
         if not args.quiet:
             state = "already in the store" if cached else f"{record.timings['total_s']:.1f} s"
             print(

@@ -1,0 +1,415 @@
+"""Leaderboard CSVs: one per dataset, built from run records, checked on every read.
+
+A row is one (method, hyperparameters, dataset fingerprint, code) over its seeds: mean and
+standard deviation (ddof 1) per metric, the seeds, the versions that produced it, the command
+that reproduces it, and ``row_hash``, the hash of every other cell, so that an edited number is
+caught (``bench compare``, ``bench verify`` and ``bench report`` refuse such a file).
+
+Cells that a spreadsheet would run as a formula (starting with ``= + - @``, tab or CR, and not
+a number) are written with a leading ``'`` (OWASP's CSV-injection advice) and read back without.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmark.errors import BenchError
+from benchmark.io import atomic_write_text
+from benchmark.record import SCHEMA_VERSION, RunRecord, canonical_json, content_id
+from benchmark.sweep import fmt_value, reproduce_command
+from benchmark.tables import metric_order
+
+#: version of the CSV layout; a file of another version is refused, never guessed at
+LEADERBOARD_SCHEMA = 1
+
+#: leading columns, in order; metric columns (``<key>_mean``, ``<key>_std``) follow, then TAIL
+HEAD = (
+    "schema_version",
+    "record_schema",
+    "bench_version",
+    "dataset",
+    "dataset_version",
+    "dataset_fingerprint",
+    "dataset_options",
+    "track",
+    "method",
+    "hparams",
+    "settings",
+    "selection",
+    "seeds",
+    "n",
+)
+TAIL = (
+    "code_hash",
+    "core_hash",
+    "metrics_hash",
+    "git",
+    "date",
+    "source",
+    "run_ids",
+    "reproduce",
+    "row_hash",
+)
+REQUIRED = (*HEAD, *TAIL)
+_FORMULA = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+# -- CSV cells ------------------------------------------------------------------------------
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def neutralise(cell: str) -> str:
+    """Prefix ``'`` to a text cell a spreadsheet would read as a formula (numbers stay)."""
+    if cell and cell.startswith(_FORMULA) and not _is_number(cell):
+        return "'" + cell
+    return cell
+
+
+def unneutralise(cell: str) -> str:
+    return cell[1:] if cell.startswith("'") and not _is_number(cell) else cell
+
+
+def to_csv(rows: Sequence[Mapping[str, str]], columns: Sequence[str]) -> str:
+    """Rows as CSV text with formula injection neutralised."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([neutralise(str(row.get(c, ""))) for c in columns])
+    return buf.getvalue()
+
+
+def number(value: float | None) -> str:
+    """A float as exact text; NaN / missing as the empty cell."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return repr(float(value))
+
+
+def row_hash(row: Mapping[str, str]) -> str:
+    return content_id({k: v for k, v in row.items() if k != "row_hash" and v != ""}, 24)
+
+
+# -- building rows from records ---------------------------------------------------------------
+def metric_keys(records: Iterable[RunRecord]) -> list[str]:
+    """Flat metric keys of the leaderboard: every split but the selection-only extra splits."""
+    keys: list[str] = []
+    for r in records:
+        keys += list(leaderboard_metrics(r))
+    return metric_order(keys)
+
+
+def leaderboard_metrics(record: RunRecord) -> dict[str, float]:
+    extra = set(record.extra_splits)
+    out = {}
+    for split, values in record.metrics.items():
+        if split in extra:
+            continue
+        for key, value in values.items():
+            out[key if split == "test" else f"{key}@{split}"] = value
+    return out
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof 1; NaN for one value). NaN if any is NaN."""
+    if not values or any(math.isnan(v) for v in values):
+        return float("nan"), float("nan")
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else float("nan")
+    return mean, std
+
+
+def default_settings(record: RunRecord) -> dict[str, str] | None:
+    """The ``--set`` pairs that reproduce ``record``'s hyperparameters and dataset options,
+    relative to the defaults of the installed method and dataset (None when either is not
+    installed here)."""
+    from benchmark.dataset import DATASETS
+    from benchmark.hparams import resolve
+    from benchmark.method import METHODS
+    from benchmark.runner import resolve_hparams
+
+    if record.method not in METHODS or record.dataset not in DATASETS:
+        return None
+    mcls, dcls = METHODS.get(record.method), DATASETS.get(record.dataset)
+    defaults = resolve_hparams(mcls, dcls, {})
+    options = resolve(dcls.options, {}, what=dcls.name)
+    out = {k: fmt_value(v) for k, v in record.hparams.items() if defaults.get(k, object()) != v}
+    for k, v in record.dataset_options.items():
+        if options.get(k, object()) != v:
+            out[f"dataset.{k}"] = fmt_value(v)
+    return out
+
+
+def explicit_settings(record: RunRecord) -> dict[str, str]:
+    """Every hyperparameter and dataset option as ``--set`` pairs (always reproduces)."""
+    out = {k: fmt_value(v) for k, v in record.hparams.items()}
+    out.update({f"dataset.{k}": fmt_value(v) for k, v in record.dataset_options.items()})
+    return out
+
+
+def group_key(r: RunRecord) -> str:
+    return canonical_json(
+        [r.dataset, r.dataset_fingerprint, r.method, r.hparams, r.code.get("hash", "")]
+    )
+
+
+def group_records(records: Iterable[RunRecord]) -> list[list[RunRecord]]:
+    """Records grouped by everything but the seed; one record per seed (a run evaluated with
+    and without a selection split has the same test numbers: the first is kept)."""
+    groups: dict[str, dict[int, RunRecord]] = {}
+    for r in sorted(records, key=lambda r: (len(r.extra_splits) == 0, r.run_id)):
+        groups.setdefault(group_key(r), {}).setdefault(r.seed, r)
+    return [sorted(g.values(), key=lambda r: r.seed) for g in groups.values()]
+
+
+def build_row(
+    records: Sequence[RunRecord],
+    *,
+    selection: str = "none",
+    source: str = "runs",
+    settings: Mapping[str, str] | None = None,
+    plugin: str | None = None,
+) -> dict[str, str]:
+    """One leaderboard row (all cells as text) from the records of one group."""
+    first = records[0]
+    if settings is None:
+        settings = default_settings(first)
+        if settings is None:
+            settings = explicit_settings(first)
+    values: dict[str, list[float]] = {}
+    for r in records:
+        for key, value in leaderboard_metrics(r).items():
+            values.setdefault(key, []).append(float(value))
+    row: dict[str, str] = {
+        "schema_version": str(LEADERBOARD_SCHEMA),
+        "record_schema": str(first.schema),
+        "bench_version": first.code.get("bench", ""),
+        "dataset": first.dataset,
+        "dataset_version": first.dataset_version,
+        "dataset_fingerprint": first.dataset_fingerprint,
+        "dataset_options": canonical_json(first.dataset_options),
+        "track": first.track,
+        "method": first.method,
+        "hparams": canonical_json(first.hparams),
+        "settings": canonical_json(dict(settings)),
+        "selection": selection,
+        "seeds": " ".join(str(r.seed) for r in records),
+        "n": str(len(records)),
+    }
+    for key in metric_order(values):
+        vals = values[key]
+        if len(vals) != len(records):  # a metric some seeds lack is not averaged
+            continue
+        mean, std = mean_std(vals)
+        row[f"{key}_mean"] = number(mean)
+        row[f"{key}_std"] = number(std)
+    row.update(
+        {
+            "code_hash": first.code.get("hash", ""),
+            "core_hash": first.code.get("core", ""),
+            "metrics_hash": first.code.get("metrics", ""),
+            "git": first.code.get("git", ""),
+            "date": max(r.created for r in records)[:10],
+            "source": source,
+            "run_ids": " ".join(r.run_id for r in records),
+            "reproduce": reproduce_command(
+                first.method,
+                first.dataset,
+                [r.seed for r in records],
+                settings,
+                first.extra_splits,
+                plugin,
+            ),
+        }
+    )
+    row["row_hash"] = row_hash(row)
+    return row
+
+
+def columns_for(rows: Sequence[Mapping[str, str]]) -> list[str]:
+    keys: list[str] = []
+    for row in rows:
+        keys += [c.removesuffix("_mean") for c in row if c.endswith("_mean")]
+    metric_cols = [c for k in metric_order(keys) for c in (f"{k}_mean", f"{k}_std")]
+    return [*HEAD, *metric_cols, *TAIL]
+
+
+# -- reading and checking ---------------------------------------------------------------------
+@dataclass
+class Leaderboard:
+    path: Path
+    rows: list[dict[str, str]]
+    columns: list[str]
+
+    @property
+    def metrics(self) -> list[str]:
+        return [c.removesuffix("_mean") for c in self.columns if c.endswith("_mean")]
+
+    def fingerprints(self) -> set[str]:
+        return {r["dataset_fingerprint"] for r in self.rows}
+
+
+def read_leaderboard(path: str | Path) -> Leaderboard:
+    """Read and check a leaderboard CSV: layout, schema version, and every row's hash."""
+    path = Path(path)
+    if not path.is_file():
+        raise BenchError(f"no leaderboard CSV at {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+        reader = csv.reader(io.StringIO(text))
+        header = next(reader, None)
+        body = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise BenchError(f"{path}: not a readable CSV ({exc})") from exc
+    if not header:
+        raise BenchError(f"{path}: empty file, not a leaderboard CSV")
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise BenchError(
+            f"{path}: not a bench leaderboard CSV (missing column(s) {', '.join(missing)})"
+        )
+    rows = []
+    for line, cells in enumerate(body, start=2):
+        if not cells:
+            continue
+        if len(cells) != len(header):
+            raise BenchError(f"{path}:{line}: {len(cells)} cells, the header has {len(header)}")
+        row = {c: unneutralise(v) for c, v in zip(header, cells)}
+        if row["schema_version"] != str(LEADERBOARD_SCHEMA):
+            raise BenchError(
+                f"{path}:{line}: leaderboard schema version {row['schema_version']!r}, but this "
+                f"bench reads version {LEADERBOARD_SCHEMA}; rebuild it with `bench leaderboard "
+                f"build` (rows of another schema are never compared)"
+            )
+        if row["record_schema"] != str(SCHEMA_VERSION):
+            raise BenchError(
+                f"{path}:{line}: row computed from run records of schema "
+                f"{row['record_schema']}, this bench writes schema {SCHEMA_VERSION}; rebuild it"
+            )
+        if row_hash(row) != row["row_hash"]:
+            raise BenchError(
+                f"{path}:{line}: row of {row['method']} was edited after it was written "
+                f"(its row_hash does not match its cells); the file is rejected"
+            )
+        rows.append(row)
+    return Leaderboard(path, rows, list(header))
+
+
+def write_leaderboard(path: str | Path, rows: Sequence[Mapping[str, str]]) -> Path:
+    path = Path(path)
+    ordered = sorted(rows, key=lambda r: (r["method"], r["hparams"], r["code_hash"]))
+    atomic_write_text(path, to_csv(ordered, columns_for(ordered)))
+    return path
+
+
+# -- build ------------------------------------------------------------------------------------
+@dataclass
+class BuildResult:
+    written: dict[str, Path]
+    rows: dict[str, list[dict[str, str]]]
+    left_out: list[str]
+
+
+def current_code() -> dict[str, str]:
+    """The core and metric hashes of the code installed here."""
+    from benchmark.metric import METRICS
+    from benchmark.sources import core_hash, source_hash
+
+    metrics = content_id(sorted((n, source_hash(c)) for n, c in METRICS.items()))
+    return {"core": core_hash(), "metrics": metrics}
+
+
+def build(
+    records: Iterable[RunRecord],
+    out_dir: str | Path,
+    *,
+    min_seeds: int = 3,
+    any_code: bool = False,
+    selections: Mapping[str, str] | None = None,
+) -> BuildResult:
+    """Write ``out_dir/<dataset>.csv`` for every dataset with a group of ``min_seeds`` seeds.
+
+    Records made by other core or metric code than the installed one are left out unless
+    ``any_code`` (a leaderboard is never computed on a stale protocol silently).
+    """
+    selections = selections or {}
+    code = current_code()
+    kept, left_out = [], []
+    stale = 0
+    for r in records:
+        if not any_code and (
+            r.code.get("core") != code["core"] or r.code.get("metrics") != code["metrics"]
+        ):
+            stale += 1
+            continue
+        kept.append(r)
+    if stale:
+        left_out.append(
+            f"{stale} record(s) made by other core or metric code (use --any-code to include)"
+        )
+    per_dataset: dict[str, list[dict[str, str]]] = {}
+    for group in group_records(kept):
+        first = group[0]
+        if len(group) < min_seeds:
+            left_out.append(
+                f"{first.method} on {first.dataset} ({first.run_id[:8]}…): {len(group)} seed(s), "
+                f"fewer than --min-seeds {min_seeds}"
+            )
+            continue
+        rules = {selections.get(r.run_id, "none") for r in group}
+        selection = rules.pop() if len(rules) == 1 else "mixed"
+        per_dataset.setdefault(first.dataset, []).append(build_row(group, selection=selection))
+    written = {}
+    for dataset, rows in sorted(per_dataset.items()):
+        written[dataset] = write_leaderboard(Path(out_dir) / f"{dataset}.csv", rows)
+    return BuildResult(written, per_dataset, left_out)
+
+
+def append_rows(path: str | Path, new: Sequence[dict[str, str]]) -> Path:
+    """Add rows to a leaderboard CSV (created if absent) after checking that they belong:
+    same dataset fingerprint and schema, and no row of the same method, hyperparameters and
+    code already there."""
+    path = Path(path)
+    rows: list[dict[str, str]] = []
+    if path.exists():
+        board = read_leaderboard(path)
+        rows = board.rows
+        for row in new:
+            check_comparable(board, row["dataset"], row["dataset_fingerprint"], what="row")
+            for old in rows:
+                if all(old[k] == row[k] for k in ("method", "hparams", "code_hash", "seeds")):
+                    raise BenchError(
+                        f"{path} already has a row for {row['method']} with these "
+                        f"hyperparameters, code and seeds (source: {old['source']})"
+                    )
+    write_leaderboard(path, [*rows, *new])
+    return path
+
+
+def check_comparable(board: Leaderboard, dataset: str, fingerprint: str, what: str) -> None:
+    """Refuse to put a result beside rows of another dataset or dataset fingerprint."""
+    datasets = {r["dataset"] for r in board.rows}
+    if board.rows and dataset not in datasets:
+        raise BenchError(
+            f"refusing to compare: {board.path} ranks {', '.join(sorted(datasets))}, "
+            f"your {what} is on {dataset}"
+        )
+    other = sorted(board.fingerprints() - {fingerprint})
+    if other:
+        raise BenchError(
+            f"refusing to compare: your {what} on {dataset} has dataset fingerprint "
+            f"{fingerprint}, the leaderboard's rows have {', '.join(other)} (different dataset "
+            f"content: other options, version or files); rerun on the leaderboard's dataset "
+            f"(see its dataset_options and reproduce columns)"
+        )

@@ -1,0 +1,190 @@
+"""Leaderboard CSVs: aggregation against a hand-computed golden table, tamper and schema
+checks, formula neutralising, one-command reproduction, and compare's refusals."""
+
+from __future__ import annotations
+
+import csv
+import math
+import shlex
+from pathlib import Path
+
+import pytest
+
+from benchmark.errors import BenchError
+from benchmark.leaderboard import (
+    LEADERBOARD_SCHEMA,
+    build,
+    build_row,
+    current_code,
+    neutralise,
+    read_leaderboard,
+    unneutralise,
+    write_leaderboard,
+)
+from benchmark.record import RunRecord, content_id
+from benchmark.store import Store
+
+from conftest import REPO, tiny_settings
+
+
+def record(
+    seed: int, acc: float, few: float, *, lr: float = 0.1, fp: str = "f00d", **kw
+) -> RunRecord:
+    code = {**current_code(), "bench": "0.1.0", "git": "abc"}
+    code["hash"] = content_id({k: v for k, v in code.items() if k not in ("bench", "git")})
+    fields = dict(
+        method=kw.get("method", "erm"),
+        dataset="glyph-lt",
+        dataset_version="1",
+        dataset_fingerprint=fp,
+        dataset_options={"imbalance": 100.0},
+        hparams={"lr": lr, "epochs": 12},
+        seed=seed,
+    )
+    run_id = content_id(RunRecord.identity(code=code["hash"], **fields))
+    return RunRecord(
+        run_id=run_id,
+        track="longtail",
+        code=code,
+        metrics={"test": {"acc": acc, "few": few}, "val": {"acc": 0.99}},
+        extra_splits=["val"],
+        created=f"2026-01-0{seed + 1}T00:00:00+00:00",
+        **fields,
+    )
+
+
+def test_golden_table(tmp_path: Path) -> None:
+    records = [
+        record(0, 0.50, 0.10),
+        record(1, 0.60, 0.20),
+        record(2, 0.70, float("nan")),  # an empty shot group in one seed: no mean for few
+        record(0, 0.40, 0.30, lr=0.01),
+        record(1, 0.44, 0.34, lr=0.01),
+        record(0, 0.90, 0.90, lr=0.5),  # one seed only: below --min-seeds 2
+    ]
+    result = build(records, tmp_path, min_seeds=2)
+    assert any("1 seed(s), fewer than --min-seeds 2" in line for line in result.left_out)
+    with (tmp_path / "glyph-lt.csv").open() as f:
+        rows = {r["hparams"]: r for r in csv.DictReader(f)}
+    a, b = rows['{"epochs":12,"lr":0.1}'], rows['{"epochs":12,"lr":0.01}']
+    # hand-computed: mean(.5,.6,.7) = .6; sample std = sqrt(((-.1)^2 + 0 + .1^2) / 2) = .1
+    assert float(a["acc_mean"]) == pytest.approx(0.6, abs=1e-12)
+    assert float(a["acc_std"]) == pytest.approx(0.1, abs=1e-12)
+    assert a["few_mean"] == "" and a["few_std"] == ""
+    # mean(.40,.44) = .42; std = |.44-.40| / sqrt(2) = .028284271...
+    assert float(b["acc_mean"]) == pytest.approx(0.42, abs=1e-12)
+    assert float(b["acc_std"]) == pytest.approx(0.04 / math.sqrt(2), abs=1e-12)
+    assert float(b["few_mean"]) == pytest.approx(0.32, abs=1e-12)
+    assert a["seeds"] == "0 1 2" and a["n"] == "3" and b["n"] == "2"
+    assert "acc@val_mean" not in a  # the selection split never enters the leaderboard
+    assert a["schema_version"] == str(LEADERBOARD_SCHEMA) and a["dataset_fingerprint"] == "f00d"
+    assert a["date"] == "2026-01-03" and a["run_ids"].count(" ") == 2
+    assert a["reproduce"].startswith("bench run --method erm --dataset glyph-lt --seed 0 1 2")
+    assert "--eval-split val" in a["reproduce"]
+    assert len(read_leaderboard(tmp_path / "glyph-lt.csv").rows) == 2
+
+
+def test_stale_code_is_left_out(tmp_path: Path) -> None:
+    old = [record(s, 0.5, 0.5) for s in range(3)]
+    for r in old:
+        r.code = {**r.code, "core": "0ld0ld0ld0ld0ld0"}
+    result = build(old, tmp_path, min_seeds=3)
+    assert not result.written and "other core or metric code" in result.left_out[0]
+    assert build(old, tmp_path, min_seeds=3, any_code=True).written
+
+
+def test_edited_csv_and_other_schema_are_refused(tmp_path: Path) -> None:
+    build([record(s, 0.5 + s / 10, 0.1) for s in range(3)], tmp_path, min_seeds=3)
+    path = tmp_path / "glyph-lt.csv"
+    text = path.read_text()
+    row = read_leaderboard(path).rows[0]
+    edited = tmp_path / "edited.csv"
+    edited.write_text(text.replace(row["acc_mean"], "0.99", 1))
+    with pytest.raises(BenchError, match="edited after it was written"):
+        read_leaderboard(edited)
+    other = tmp_path / "v2.csv"
+    other.write_text(text.replace("\n1,", "\n2,", 1))
+    with pytest.raises(BenchError, match=r"schema version '2'.*never compared"):
+        read_leaderboard(other)
+    (tmp_path / "junk.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(BenchError, match="not a bench leaderboard CSV"):
+        read_leaderboard(tmp_path / "junk.csv")
+
+
+def test_formula_cells_are_neutralised(tmp_path: Path) -> None:
+    for cell in ('=HYPERLINK("x")', "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx", "'quoted"):
+        assert neutralise(cell).startswith("'") and unneutralise(neutralise(cell)) == cell
+    for cell in ("-0.5", "1e-3", "erm", ""):
+        assert neutralise(cell) == cell
+    row = build_row([record(s, 0.5, 0.5) for s in range(2)], source="=cmd|' /C calc'!A0")
+    write_leaderboard(tmp_path / "x.csv", [row])
+    raw = (tmp_path / "x.csv").read_text()
+    assert ",'=cmd|" in raw and ",=cmd" not in raw
+    assert read_leaderboard(tmp_path / "x.csv").rows[0]["source"] == row["source"]
+
+
+def test_row_reproduces_with_its_printed_command(cli, results: Path, tmp_path: Path) -> None:
+    sets = [a for pair in tiny_settings("glyph-lt") for a in ("--set", pair)]
+    code, _, err = cli(
+        "sweep", "--method", "erm", "--dataset", "glyph-lt", "--seed", "0", "1",
+        "--grid", "lr=0.02,0.2", "--select", "val-bacc", "--results", results, "--quiet", *sets,
+    )  # fmt: skip
+    assert code == 0, err
+    code, out, err = cli("leaderboard", "build", "--results", results, "--min-seeds", "2")
+    assert code == 0, err
+    assert "left out: erm on glyph-lt" in out  # the other configuration has one seed only
+    (row,) = read_leaderboard(results / "leaderboard" / "glyph-lt.csv").rows
+    assert row["selection"] == "val-bacc" and row["reproduce"] in out
+    again = tmp_path / "again"
+    code, _, err = cli(*shlex.split(row["reproduce"])[1:], "--results", again, "--quiet")
+    assert code == 0, err
+    assert sorted(p.stem for p in (again / "runs").glob("*.json")) == sorted(row["run_ids"].split())
+    code, out, _ = cli("leaderboard", "show", results / "leaderboard" / "glyph-lt.csv")
+    assert code == 0 and "val-bacc" in out and "acc ↑" in out
+
+
+def test_compare_ranks_with_deltas_and_refuses_other_data(cli, tmp_path: Path) -> None:
+    board = tmp_path / "lb"
+    build(
+        [
+            record(s, a, 0.1, lr=lr)
+            for lr, accs in ((0.1, (0.5, 0.6)), (0.2, (0.8, 0.9)))
+            for s, a in enumerate(accs)
+        ],
+        board,
+        min_seeds=2,
+    )
+    mine = Store(tmp_path / "mine")
+    for s, a in enumerate((0.7, 0.7)):
+        mine.write(record(s, a, 0.2, lr=0.05))
+    code, out, err = cli("compare", "--results", mine.root, "--leaderboard", board / "glyph-lt.csv")
+    assert code == 0, err
+    assert "rank 2 of 3" in out and "-15.00 points from first" in out
+    assert "+15.00" in out and "-15.00" in out  # Δ of the rows above and below yours
+    code, out, _ = cli("compare", "--results", mine.root, "--leaderboard", board / "glyph-lt.csv",
+                       "--metric", "few")  # fmt: skip
+    assert code == 0 and "rank 1 of 3" in out
+    ids = [r.run_id for r in mine.records()]
+    code, out, _ = cli("compare", ids[0][:8], "--results", mine.root, "--leaderboard",
+                       board / "glyph-lt.csv")  # fmt: skip
+    assert (code == 0 and "seeds 0)" in out) or "seeds 1)" in out
+
+    other = Store(tmp_path / "other")
+    other.write(record(0, 0.99, 0.2, fp="beef"))
+    code, _, err = cli("compare", "--results", other.root, "--leaderboard", board / "glyph-lt.csv")
+    assert code == 2
+    assert "refusing to compare" in err and "fingerprint beef" in err and "f00d" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_committed_leaderboard_is_valid_and_reproducible() -> None:
+    folder = REPO / "results" / "leaderboard"
+    boards = {p.stem: read_leaderboard(p) for p in sorted(folder.glob("*.csv"))}
+    assert {"glyph-lt", "colored-mnist"} <= set(boards)
+    for name, board in boards.items():
+        erm = [r for r in board.rows if r["method"] == "erm"]
+        assert erm and all(int(r["n"]) >= 3 for r in erm), name
+        for row in erm:
+            args = shlex.split(row["reproduce"])
+            assert args[:2] == ["bench", "run"] and row["seeds"] in " ".join(args)
+            assert float(row["acc_mean"]) > 0.2  # measured, not a placeholder

@@ -1,0 +1,244 @@
+"""Submit and verify: a plugin written from the README's instructions goes through submit ->
+verify -> a leaderboard row; every kind of tampering is rejected with its reason."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from test_readme import readme_block
+
+from benchmark.errors import BenchError
+from benchmark.leaderboard import read_leaderboard
+from benchmark.submission import Protocol, Rejected, sha256_file, verify
+
+from conftest import REPO
+
+
+def readme_toml(marker: str) -> str:
+    text = (REPO / "README.md").read_text()
+    for block in re.findall(r"```toml\n(.*?)```", text, flags=re.S):
+        if marker in block:
+            return block
+    raise AssertionError(f"no README toml block containing {marker!r}")
+
+
+def write_readme_files(folder: Path) -> tuple[Path, Path]:
+    plugin = folder / "focal_loss.py"
+    plugin.write_text(readme_block("# focal_loss.py"))
+    protocol = folder / "my_protocol.toml"
+    protocol.write_text(readme_toml("# my_protocol.toml"))
+    return plugin, protocol
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One bundle of the README plugin under the README's tiny protocol (made once)."""
+    from benchmark import plugins
+    from benchmark.cli import main
+
+    folder = tmp_path_factory.mktemp("submission")
+    plugin, protocol = write_readme_files(folder)
+    files = list(plugins._files)
+    with plugins.registry("methods").isolated():
+        code = main([
+            "submit", "--plugin", str(plugin), "--method", "my-focal", "--protocol",
+            str(protocol), "--out", str(folder / "bundle"), "--results", str(folder / "r"),
+            "--quiet", "--device", "cpu",
+        ])  # fmt: skip
+    plugins._files[:] = files
+    assert code == 0
+    yield folder / "bundle"
+
+
+def copy(bundle: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(bundle, tmp_path / "bundle"))
+
+
+def rehash(bundle: Path) -> None:
+    """What a careful forger does: update the manifest's hashes after an edit."""
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["files"] = {rel: sha256_file(bundle / rel) for rel in manifest["files"]}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+def first_run(bundle: Path) -> str:
+    return json.loads((bundle / "manifest.json").read_text())["runs"][0]["run_id"]
+
+
+def test_readme_plugin_submit_verify_row_compare(bundle: Path, tmp_path: Path, cli) -> None:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["method"] == "my-focal" and manifest["protocol"]["name"] == "tiny-lab-v1"
+    assert not manifest["quick"] and len(manifest["runs"]) == 3
+    assert {p.name for p in bundle.iterdir()} == {
+        "manifest.json", "plugin", "runs", "predictions", "environment.json",
+    }  # fmt: skip
+    board = tmp_path / "lb"
+    code, out, err = cli("verify", bundle, "--leaderboard", board)
+    assert code == 0, err
+    assert "verified" in out and "row added to" in out and "reproduce: bench run --plugin" in out
+    (row,) = read_leaderboard(board / "glyph-lt.csv").rows
+    assert row["method"] == "my-focal" and row["n"] == "3" and row["seeds"] == "0 1 2"
+    assert row["source"].startswith("verified tiny-lab-v1 bundle")
+    assert json.loads(row["hparams"])["gamma"] == 2.0
+    # the recomputed numbers are the submitted ones
+    records = [json.loads(p.read_text()) for p in sorted((bundle / "runs").glob("*.json"))]
+    accs = [r["metrics"]["test"]["acc"] for r in records]
+    assert float(row["acc_mean"]) == pytest.approx(sum(accs) / 3, abs=1e-12)
+    code, _, err = cli("verify", bundle, "--leaderboard", board)
+    assert code == 2 and "already has a row for my-focal" in err
+    # the user's own runs of the protocol rank against the verified row
+    code, out, err = cli(
+        "compare", "--results", bundle.parent / "r", "--leaderboard", board / "glyph-lt.csv",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "rank 1 of 2" in out or "rank 2 of 2" in out
+
+
+def test_quick_bundle_never_enters_a_leaderboard(cli, tmp_path: Path) -> None:
+    plugin, _ = write_readme_files(tmp_path)
+    code, out, err = cli(
+        "submit", "--plugin", plugin, "--method", "my-focal", "--datasets", "glyph-lt", "--quick",
+        "--out", tmp_path / "quick", "--results", tmp_path / "r", "--quiet", "--device", "cpu",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "QUICK MODE" in out
+    code, out, err = cli("verify", tmp_path / "quick", "--leaderboard", tmp_path / "lb")
+    assert code == 0, err
+    assert "quick results never enter a leaderboard" in out and not (tmp_path / "lb").exists()
+    code, _, err = cli(
+        "submit", "--plugin", plugin, "--method", "my-focal", "--quick", "--out", tmp_path / "quick"
+    )
+    assert code == 2 and "exists" in err
+
+
+def test_changed_prediction_is_caught(bundle: Path, tmp_path: Path) -> None:
+    b = copy(bundle, tmp_path)
+    run = first_run(b)
+    path = b / "predictions" / f"{run}.pt"
+    from benchmark.data import load_bundle
+
+    options = json.loads((b / "manifest.json").read_text())["datasets"]["glyph-lt"]["options"]
+    labels = load_bundle("glyph-lt", options).splits["test"].labels
+    outputs = torch.load(path, weights_only=True)
+    logits = outputs["test"]["logits"]
+    assert (logits.argmax(1) != labels).any()
+    logits[torch.arange(len(logits)), labels] += 100.0  # every test prediction made right
+    torch.save(outputs, path)
+    with pytest.raises(Rejected, match="sha256 mismatch"):
+        verify(b, leaderboard=tmp_path / "lb")
+    rehash(b)
+    with pytest.raises(Rejected, match=f"run {run} .*acc on test is .* in the record but .* "
+                       "recomputed from the stored predictions"):  # fmt: skip
+        verify(b, leaderboard=tmp_path / "lb")
+    assert not (tmp_path / "lb").exists()
+
+
+def test_changed_metric_or_record_is_caught(bundle: Path, tmp_path: Path) -> None:
+    b = copy(bundle, tmp_path)
+    run = first_run(b)
+    path = b / "runs" / f"{run}.json"
+    original = path.read_text()
+    record = json.loads(original)
+    record["metrics"]["test"]["bacc"] += 0.05
+    path.write_text(json.dumps(record))
+    rehash(b)
+    with pytest.raises(Rejected, match="bacc on test is"):
+        verify(b, leaderboard=tmp_path / "lb")
+    record = json.loads(original)
+    record["hparams"]["gamma"] = 0.5  # claim other hyperparameters
+    path.write_text(json.dumps(record))
+    rehash(b)
+    with pytest.raises(Rejected, match="its id does not match its content"):
+        verify(b, leaderboard=tmp_path / "lb")
+
+
+def test_changed_plugin_extra_file_and_bad_manifest(bundle: Path, tmp_path: Path) -> None:
+    b = copy(bundle, tmp_path)
+    plugin = b / "plugin" / "focal_loss.py"
+    plugin.write_text(plugin.read_text().replace("** self.hp.gamma", "** 0"))
+    rehash(b)
+    with pytest.raises(Rejected, match="does not match its hash in the manifest"):
+        verify(b)
+    b2 = Path(shutil.copytree(bundle, tmp_path / "b2"))
+    (b2 / "runs" / "extra.json").write_text("{}")
+    with pytest.raises(Rejected, match=r"not listed in the manifest: runs/extra\.json"):
+        verify(b2)
+    (b2 / "runs" / "extra.json").unlink()
+    (b2 / "manifest.json").write_text("{not json")
+    with pytest.raises(Rejected, match="not valid JSON"):
+        verify(b2)
+    with pytest.raises(Rejected, match=r"no manifest\.json"):
+        verify(tmp_path)
+
+
+def test_verify_refuses_a_tampered_or_foreign_leaderboard(
+    bundle: Path, tmp_path: Path, cli
+) -> None:
+    board = tmp_path / "lb.csv"
+    verify(bundle, leaderboard=board)
+    edited = board.read_text().replace("my-focal", "my-focaL", 1)
+    board.write_text(edited)
+    code, _, err = cli("verify", bundle, "--leaderboard", board)
+    assert code == 2 and "rejected" in err and "edited after it was written" in err
+    official = REPO / "results" / "leaderboard" / "glyph-lt.csv"
+    if official.exists():  # the official glyph-lt has another fingerprint than the tiny one
+        target = tmp_path / "official.csv"
+        shutil.copyfile(official, target)
+        with pytest.raises(BenchError, match=r"refusing to compare.*fingerprint"):
+            verify(bundle, leaderboard=target)
+
+
+BAD_PLUGINS = {
+    "type": (
+        'hparams = {"gamma": HParam(2, LogUniform(0.5, 5.0), "focusing")}',
+        "search space yields .* which its default's type rejects",
+    ),
+    "shared": (
+        'hparams = {"lr": HParam(0.1, LogUniform(0.01, 1.0), "lr")}',
+        "redeclares the shared",
+    ),
+    "nan": (
+        "def loss(self, batch):\n        return super().loss(batch) * float('nan')",
+        "smoke run of bad on tiny glyph-lt failed: training diverged",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_PLUGINS))
+def test_plugin_checks(case: str, cli, tmp_path: Path) -> None:
+    body, message = BAD_PLUGINS[case]
+    plugin = tmp_path / "bad.py"
+    plugin.write_text(
+        "from benchmark import HParam, LogUniform, Method, register_method\n\n"
+        f'@register_method("bad")\nclass Bad(Method):\n    """Bad."""\n\n    {body}\n'
+    )
+    code, _, err = cli("submit", "--plugin", plugin, "--method", "bad", "--datasets", "glyph-lt",
+                       "--quick", "--out", tmp_path / "out", "--quiet")  # fmt: skip
+    assert code == 2 and re.search(message, err), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_submit_needs_the_plugin_that_defines_the_method(cli, tmp_path: Path) -> None:
+    code, _, err = cli("submit", "--method", "erm", "--quick")
+    assert code == 2 and "--plugin my_method.py" in err
+    other = tmp_path / "other.py"
+    other.write_text("X = 1\n")
+    code, _, err = cli("submit", "--plugin", other, "--method", "erm", "--quick", "--out",
+                       tmp_path / "o")  # fmt: skip
+    assert code == 2 and "is defined in" in err and "not in the plugin file" in err
+
+
+def test_protocol_file_errors(tmp_path: Path) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text('name = "x"\nseedz = [0]\n')
+    with pytest.raises(BenchError, match="unknown key"):
+        Protocol.load(path)
+    path.write_text("quick = true\n")
+    with pytest.raises(BenchError, match="quick mode is --quick"):
+        Protocol.load(path)
