@@ -23,7 +23,18 @@ from benchmark.cli import (
 from benchmark.errors import BenchError
 
 COMMANDS = (
-    listing, run, table, show, sweep, leaderboard, compare, submit, verify, report, cache, perf,
+    listing,
+    run,
+    table,
+    show,
+    sweep,
+    leaderboard,
+    compare,
+    submit,
+    verify,
+    report,
+    cache,
+    perf,
 )
 
 EPILOG = """examples:
