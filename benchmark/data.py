@@ -22,7 +22,7 @@ from benchmark.errors import BenchError
 from benchmark.hparams import resolve
 from benchmark.io import atomic_torch_save, torch_load
 from benchmark.record import content_id
-from benchmark.sources import source_hash
+from benchmark.sources import core_hash, source_hash
 
 
 def cache_dir() -> Path:
@@ -72,8 +72,7 @@ def load_bundle(
         if not path.exists():
             raise cls.missing(path, "the folder does not exist")
         return cls().build(options, path)
-    key = content_id([cls.name, cls.version, options, source_hash(cls)])
-    cached = cache_dir() / "datasets" / cls.name / f"{key}.pt"
+    cached = _cache_path(cls, options)
     if use_cache and cached.is_file():
         try:
             return _from_payload(torch_load(cached))
@@ -84,6 +83,18 @@ def load_bundle(
     if use_cache:
         atomic_torch_save(cached, _to_payload(bundle))
     return bundle
+
+
+def bundle_cache_path(cls: type[Dataset], overrides: Mapping[str, Any]) -> Path:
+    """Where the generated bundle of a built-in dataset is cached. The key holds the name,
+    version, resolved options, the builder's source and the core's source (builders draw with
+    shared helpers such as ``benchmark.glyphs`` and ``benchmark.synthetic``)."""
+    return _cache_path(cls, dataset_options(cls, overrides))
+
+
+def _cache_path(cls: type[Dataset], options: Mapping[str, Any]) -> Path:
+    key = content_id([cls.name, cls.version, dict(options), source_hash(cls), core_hash()])
+    return cache_dir() / "datasets" / cls.name / f"{key}.pt"
 
 
 def _to_payload(bundle: Bundle) -> dict[str, Any]:
