@@ -9,9 +9,10 @@ per-dataset roots under ``[data.roots]``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -78,11 +79,24 @@ def load_bundle(
             return _from_payload(torch_load(cached))
         except Exception:  # a damaged cache file is rebuilt, never trusted
             cached.unlink(missing_ok=True)
-    bundle = cls().build(options, None)
+    with _one_thread():
+        bundle = cls().build(options, None)
     bundle.options = options
     if use_cache:
         atomic_torch_save(cached, _to_payload(bundle))
     return bundle
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Generators run on one torch thread: they are many small tensor ops, for which OpenMP's
+    fork/join costs more than it gains (3-6x slower with 2 threads on a busy 2-core machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def bundle_cache_path(cls: type[Dataset], overrides: Mapping[str, Any]) -> Path:
