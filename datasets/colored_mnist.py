@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmark import Bundle, Dataset, HParam, Split, register_dataset
+from benchmark import BenchError, Bundle, Dataset, HParam, Split, register_dataset
 from benchmark.glyphs import mnist_5k
 
 #: LfF ``colors.th`` (RGB in [0, 1]), colour j is aligned with digit j
@@ -89,11 +89,16 @@ class ColoredMNIST(Dataset):
     tiny = {"per_class": [6, 2, 3]}
 
     def build(self, options: Mapping[str, Any], data_root: Path | None) -> Bundle:
-        n_train, n_val, n_test = (int(v) for v in options["per_class"])
-        if n_train + n_val + n_test > 500:
-            raise ValueError(
-                "per_class must sum to at most 500 (the bundled set has 500 per digit)"
+        per_class = [int(v) for v in options["per_class"]]
+        if len(per_class) != 3 or min(per_class) < 1 or sum(per_class) > 500:
+            raise BenchError(
+                "colored-mnist: per_class must be three positive counts (train, val, test) "
+                "summing to at most 500 (the bundled set has 500 per digit)"
             )
+        for key in ("rho", "test_rho"):
+            if not 0.0 <= options[key] <= 1.0:
+                raise BenchError(f"colored-mnist: {key} must be in [0, 1]")
+        n_train, n_val, n_test = per_class
         images, labels = mnist_5k()
         rng = np.random.RandomState(options["seed"])
         parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}

@@ -45,6 +45,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         help="dataset option, e.g. --set imbalance=50 (repeatable)",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--quiet", action="store_true", help="no status line on stderr")
     p.add_argument("--preview", metavar="FILE.png", help="write a grid of samples to this PNG")
     p.add_argument("--split", default="train", help="split shown by --preview (default: train)")
     p.add_argument("--per-row", type=int, default=8, help="samples per row in --preview")
@@ -94,6 +95,14 @@ def describe_attr(value: torch.Tensor) -> dict[str, Any]:
     return out
 
 
+def input_shape(bundle: Any) -> list[int]:
+    """(C, H, W) of the training inputs; lazy inputs without ``shape``: of their first item."""
+    inputs = bundle.splits["train"].inputs
+    if hasattr(inputs, "shape"):
+        return list(inputs.shape[1:])
+    return list(torch.as_tensor(inputs[0]).shape) if len(inputs) else []
+
+
 def describe(bundle: Any, cls: Any) -> dict[str, Any]:
     """Everything ``bench dataset`` reports, as a JSON-able dict."""
     splits = {}
@@ -119,7 +128,7 @@ def describe(bundle: Any, cls: Any) -> dict[str, Any]:
         "options": bundle.options,
         "num_classes": bundle.num_classes,
         "class_names": bundle.class_names,
-        "input_shape": list(bundle.input_shape),
+        "input_shape": input_shape(bundle),
         "mean": list(bundle.mean),
         "std": list(bundle.std),
         "eval_splits": list(bundle.eval_splits),
@@ -351,7 +360,7 @@ def main(args: argparse.Namespace) -> int:
     cls = DATASETS.get(args.name)
     overrides = {k.removeprefix("dataset."): v for k, v in parse_assignments(args.set).items()}
     cached = cls.builtin() and bundle_cache_path(cls, overrides).is_file()
-    if not cached and not args.json:
+    if not cached and not (args.json or args.quiet):
         what = "building" if cls.builtin() else "reading"
         print(f"{what} {cls.name} ...", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
