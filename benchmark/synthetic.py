@@ -112,8 +112,11 @@ def normal(rng: np.random.RandomState, shape: tuple[int, ...], std: float = 1.0)
 
 
 def _grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float32),
-                            torch.arange(size, dtype=torch.float32), indexing="ij")  # fmt: skip
+    yy, xx = torch.meshgrid(
+        torch.arange(size, dtype=torch.float32),
+        torch.arange(size, dtype=torch.float32),
+        indexing="ij",
+    )
     return yy, xx
 
 

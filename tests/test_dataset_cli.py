@@ -12,8 +12,20 @@ import torch
 
 from benchmark.glyphs import lt_counts
 
-GLYPH = ["--set", "num_classes=20", "--set", "n_max=150", "--set", "imbalance=50",
-         "--set", "n_val=1", "--set", "n_test=2", "--set", "size=16"]  # fmt: skip
+GLYPH = [
+    "--set",
+    "num_classes=20",
+    "--set",
+    "n_max=150",
+    "--set",
+    "imbalance=50",
+    "--set",
+    "n_val=1",
+    "--set",
+    "n_test=2",
+    "--set",
+    "size=16",
+]
 
 
 def test_report_of_a_long_tailed_set(cli) -> None:
@@ -56,12 +68,31 @@ def test_json_and_preview(cli, tmp_path: Path) -> None:
 
 
 def test_ood_splits_and_float_inputs(cli, tmp_path: Path) -> None:
-    code, out, err = cli("dataset", "digits-ood", "--set", "per_class=[3,1,2]", "--set",
-                         "n_near=5", "--set", "n_far=4", "--preview", tmp_path / "o.png")  # fmt: skip
+    code, out, err = cli(
+        "dataset",
+        "digits-ood",
+        "--set",
+        "per_class=[3,1,2]",
+        "--set",
+        "n_near=5",
+        "--set",
+        "n_far=4",
+        "--preview",
+        tmp_path / "o.png",
+    )
     assert code == 0, err
     assert "ood_near |      5 | test" in out and "evaluated on test, ood_near, ood_far" in out
-    code, out, err = cli("dataset", "metanorm-synth", "--set", "n=4", "--json",
-                         "--preview", tmp_path / "m.png", "--split", "test")  # fmt: skip
+    code, out, err = cli(
+        "dataset",
+        "metanorm-synth",
+        "--set",
+        "n=4",
+        "--json",
+        "--preview",
+        tmp_path / "m.png",
+        "--split",
+        "test",
+    )
     info = json.loads(out)
     assert info["splits"]["test"]["attrs"]["confounder"]["dtype"] == "float32"
     assert info["splits"]["train"]["input_dtype"] == "float32"
@@ -76,10 +107,12 @@ def test_ood_splits_and_float_inputs(cli, tmp_path: Path) -> None:
         (["dataset", "glyph-lt", "--set", "imbalance=lots"], "expected a float"),
         (["dataset", "glyph-lt", "--set", "imbalance"], "key=value"),
         (["dataset", "glyph-lt", "--set", "imbalance=0.5"], "imbalance must be >= 1"),
-        (["dataset", "metanorm-synth", "--set", "n=2", "--preview", "x.png", "--split", "tst"],
-         "--split 'tst'"),
+        (
+            ["dataset", "metanorm-synth", "--set", "n=2", "--preview", "x.png", "--split", "tst"],
+            "--split 'tst'",
+        ),
     ],
-)  # fmt: skip
+)
 def test_errors_are_one_line(cli, tmp_path: Path, monkeypatch, args, message) -> None:
     monkeypatch.chdir(tmp_path)
     code, _out, err = cli(*args)

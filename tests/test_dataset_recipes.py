@@ -29,7 +29,7 @@ ALTERNATIVES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
             "size": 14,
             "seed": 1,
         },
-    ),  # fmt: skip
+    ),
     "colored-mnist": (
         {"per_class": [20, 2, 10]},
         {"rho": 0.8, "test_rho": 0.5, "severity": 1, "per_class": [19, 2, 10], "seed": 1},
@@ -44,7 +44,7 @@ ALTERNATIVES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
             "per_class": [5, 3, 3],
             "seed": 1,
         },
-    ),  # fmt: skip
+    ),
     "metanorm-synth": ({"n": 6}, {"n": 5, "seed": 7}),
     "waterbirds-synth": (
         {"sizes": [40, 12, 12], "size": 20},
@@ -56,7 +56,7 @@ ALTERNATIVES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
             "size": 21,
             "seed": 1,
         },
-    ),  # fmt: skip
+    ),
     "objects-masks": (
         {"per_class": [2, 1, 1], "size": 20},
         {"per_class": [2, 1, 2], "size": 21, "seed": 1},

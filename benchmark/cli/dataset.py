@@ -79,8 +79,12 @@ def describe_attr(value: torch.Tensor) -> dict[str, Any]:
         out["mean"] = float(v.float().mean())
     elif v.is_floating_point():
         f = v.double()
-        out.update(mean=float(f.mean()), std=float(f.std()) if len(f) > 1 else 0.0,
-                   min=float(f.min()), max=float(f.max()))  # fmt: skip
+        out.update(
+            mean=float(f.mean()),
+            std=float(f.std()) if len(f) > 1 else 0.0,
+            min=float(f.min()),
+            max=float(f.max()),
+        )
     else:
         values, counts = torch.unique(v, return_counts=True)
         out["distinct"] = len(values)
@@ -161,8 +165,13 @@ def print_report(info: dict[str, Any], note: str) -> None:
         (name, s["size"], s["pair_with"] or "", s["unlabelled"] or "", ", ".join(s["attrs"]) or "—")
         for name, s in info["splits"].items()
     ]
-    print(tabulate(rows, headers=["split", "size", "paired with", "OoD / unlabelled", "attributes"],
-                   tablefmt="github"))  # fmt: skip
+    print(
+        tabulate(
+            rows,
+            headers=["split", "size", "paired with", "OoD / unlabelled", "attributes"],
+            tablefmt="github",
+        )
+    )
     print()
     names = info["class_names"] or [str(c) for c in range(info["num_classes"])]
     labelled = [n for n, s in info["splits"].items() if s["unlabelled"] < s["size"]]
@@ -312,8 +321,9 @@ def save_preview(bundle: Any, path: str, split_name: str, per_row: int) -> int:
     rows = preview_rows(bundle, split_name, per_row, torch.Generator().manual_seed(0))
     has_mask = any("mask" in s.attrs for _, s, _ in rows)
     cols = per_row * (2 if has_mask else 1)
-    fig, axes = plt.subplots(len(rows), cols, figsize=(cols * 0.9 + 2.2, len(rows) * 0.95 + 0.4),
-                             squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        len(rows), cols, figsize=(cols * 0.9 + 2.2, len(rows) * 0.95 + 0.4), squeeze=False
+    )
     shown = 0
     for r, (text, split, pick) in enumerate(rows):
         images = take(split.inputs, pick)
