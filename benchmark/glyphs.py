@@ -181,5 +181,19 @@ def mnist_5k() -> tuple[np.ndarray, np.ndarray]:
     return images, table[:, 784].astype(np.int64)
 
 
+def split_per_class(
+    labels: np.ndarray, per_class: list[int], rng: np.random.RandomState
+) -> list[np.ndarray]:
+    """Indices of consecutive splits with ``per_class[k]`` samples of every class: each class's
+    indices are shuffled once (classes in ascending order), then cut in order."""
+    bounds = np.cumsum([0, *per_class])
+    parts: list[list[np.ndarray]] = [[] for _ in per_class]
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        for k in range(len(per_class)):
+            parts[k].append(idx[bounds[k] : bounds[k + 1]])
+    return [np.concatenate(part) for part in parts]
+
+
 def grid_size(n: int) -> int:
     return math.ceil(math.sqrt(n))

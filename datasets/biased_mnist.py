@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmark import BenchError, Bundle, Dataset, HParam, Split, register_dataset
-from benchmark.glyphs import font_dir, mnist_5k, render
+from benchmark.glyphs import font_dir, mnist_5k, render, split_per_class
 
 CELLS = 5
 FACTORS = (
@@ -256,16 +256,10 @@ class BiasedMNIST(Dataset):
             raise BenchError("biased-mnist: cell must be between 8 and 64 pixels")
         images, labels = mnist_5k()
         rng = np.random.RandomState(options["seed"])
-        bounds = np.cumsum([0, *per_class])
-        parts: list[list[np.ndarray]] = [[], [], []]
-        for c in range(10):
-            idx = rng.permutation(np.flatnonzero(labels == c))
-            for k in range(3):
-                parts[k].append(idx[bounds[k] : bounds[k + 1]])
+        parts = split_per_class(labels, per_class, rng)
         splits = {}
         p = (options["p_bias"], options["val_p_bias"], options["test_p_bias"])
-        for name, part, p_bias in zip(("train", "val", "test"), parts, p):
-            idx = np.concatenate(part)
+        for name, idx, p_bias in zip(("train", "val", "test"), parts, p):
             y = labels[idx]
             x, mask, f = render_split(images[idx], y, float(p_bias), cell, rng)
             majority = np.stack(

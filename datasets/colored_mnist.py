@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from benchmark import BenchError, Bundle, Dataset, HParam, Split, register_dataset
-from benchmark.glyphs import mnist_5k
+from benchmark.glyphs import mnist_5k, split_per_class
 
 #: LfF ``colors.th`` (RGB in [0, 1]), colour j is aligned with digit j
 COLORS = np.array(
@@ -98,15 +98,9 @@ class ColoredMNIST(Dataset):
         for key in ("rho", "test_rho"):
             if not 0.0 <= options[key] <= 1.0:
                 raise BenchError(f"colored-mnist: {key} must be in [0, 1]")
-        n_train, n_val, n_test = per_class
         images, labels = mnist_5k()
         rng = np.random.RandomState(options["seed"])
-        parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
-        for c in range(10):
-            idx = rng.permutation(np.flatnonzero(labels == c))
-            parts["train"].append(idx[:n_train])
-            parts["val"].append(idx[n_train : n_train + n_val])
-            parts["test"].append(idx[n_train + n_val : n_train + n_val + n_test])
+        parts = dict(zip(("train", "val", "test"), split_per_class(labels, per_class, rng)))
         std = SEVERITY_STD[int(options["severity"])]
         splits = {}
         for name, rho in (
@@ -114,7 +108,7 @@ class ColoredMNIST(Dataset):
             ("val", options["rho"]),
             ("test", options["test_rho"]),
         ):
-            idx = np.concatenate(parts[name])
+            idx = parts[name]
             y = labels[idx]
             color = assign_colors(y, float(rho))
             x = colorize(images[idx], color, std, rng)

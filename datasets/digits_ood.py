@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from benchmark import BenchError, Bundle, Dataset, HParam, Split, register_dataset
-from benchmark.glyphs import mnist_5k, mnist_normalise, render
+from benchmark.glyphs import mnist_5k, mnist_normalise, render, split_per_class
 from benchmark.synthetic import TEXTURES, generator, texture, to_uint8
 
 LETTERS = "ACEFHKLMNPRTUVWXYacdefhkmnprtuvwxyzJ"
@@ -90,15 +90,9 @@ class DigitsOoD(Dataset):
             raise BenchError("digits-ood: n_near and n_far must be positive")
         images, labels = mnist_5k()
         rng = np.random.RandomState(options["seed"])
-        bounds = np.cumsum([0, *per_class])
-        parts: list[list[np.ndarray]] = [[], [], []]
-        for c in range(10):
-            idx = rng.permutation(np.flatnonzero(labels == c))
-            for k in range(3):
-                parts[k].append(idx[bounds[k] : bounds[k + 1]])
+        parts = split_per_class(labels, per_class, rng)
         splits = {}
-        for name, part in zip(("train", "val", "test"), parts):
-            idx = np.concatenate(part)
+        for name, idx in zip(("train", "val", "test"), parts):
             splits[name] = Split(
                 torch.from_numpy(images[idx])[:, None].contiguous(),
                 torch.from_numpy(labels[idx]),

@@ -15,6 +15,7 @@ one palette for both classes (independent of y). Attributes: ``bias`` = place, `
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -43,11 +44,11 @@ WATER = (
 
 
 def quotas(n: int, frac1: float, p_aligned: float) -> dict[tuple[int, int], int]:
-    """Exact group sizes {(y, place): count} of a split of ``n`` images."""
-    n1 = round(n * frac1)
+    """Exact group sizes {(y, place): count} of a split of ``n`` images (rounded half up)."""
+    n1 = math.floor(n * frac1 + 0.5)
     out = {}
     for y, n_y in ((0, n - n1), (1, n1)):
-        aligned = round(n_y * p_aligned)
+        aligned = math.floor(n_y * p_aligned + 0.5)
         out[(y, y)], out[(y, 1 - y)] = aligned, n_y - aligned
     return out
 

@@ -322,7 +322,7 @@ def save_preview(bundle: Any, path: str, split_name: str, per_row: int) -> int:
     has_mask = any("mask" in s.attrs for _, s, _ in rows)
     cols = per_row * (2 if has_mask else 1)
     fig, axes = plt.subplots(
-        len(rows), cols, figsize=(cols * 0.9 + 2.2, len(rows) * 0.95 + 0.4), squeeze=False
+        len(rows), cols, figsize=(cols * 0.9 + 2.2, len(rows) * 0.95 + 0.5), squeeze=False
     )
     shown = 0
     for r, (text, split, pick) in enumerate(rows):
@@ -351,7 +351,7 @@ def save_preview(bundle: Any, path: str, split_name: str, per_row: int) -> int:
         axes[r][0].set_ylabel(text, rotation=0, ha="right", va="center", fontsize=7)
     mask_note = "; right of each image: its mask in red" if has_mask else ""
     fig.suptitle(f"{bundle.name} {split_name} ({bundle.fingerprint}){mask_note}", fontsize=8)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
     import io
 
     buffer = io.BytesIO()
