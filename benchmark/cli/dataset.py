@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 #: Many / Medium / Few by training images per class (classifier-balancing ``shot_acc``)
 MANY, FEW = 100, 20
@@ -70,13 +71,12 @@ def describe_attr(value: torch.Tensor) -> dict[str, Any]:
         return out
     if v.dtype == torch.bool:
         if v.ndim == 1:
-            out["fraction_true"] = float(v.float().mean())
+            out["fraction_true"] = float(v.sum(dtype=torch.float64)) / len(v)
         else:  # one flag per column (e.g. a per-factor majority flag)
-            out["fraction_true"] = [
-                round(float(f), 4) for f in v.float().reshape(len(v), -1).mean(0)
-            ]
-    elif v.ndim > 1:  # masks and other per-pixel maps
-        out["mean"] = float(v.float().mean())
+            share = v.reshape(len(v), -1).sum(0, dtype=torch.float64) / len(v)
+            out["fraction_true"] = [round(float(f), 4) for f in share]
+    elif v.ndim > 1:  # masks and other per-pixel maps (no float copy of a large tensor)
+        out["mean"] = float(v.sum(dtype=torch.float64)) / v.numel()
     elif v.is_floating_point():
         f = v.double()
         out.update(
@@ -263,10 +263,11 @@ def take(inputs: Any, index: list[int]) -> torch.Tensor:
 
 
 def _fit(t: torch.Tensor, side: int) -> torch.Tensor:
+    """One (C, H, W) or (H, W) image resized to side × side, dtype kept."""
     t = t if t.ndim == 3 else t[None]
     if t.shape[-2:] != (side, side):
-        t = torch.nn.functional.interpolate(t[None].float(), size=(side, side), mode="bilinear")[0]
-        t = t.to(torch.uint8) if t.dtype == torch.uint8 else t
+        resized = F.interpolate(t[None].float(), size=(side, side), mode="bilinear")[0]
+        t = resized.round().clamp(0, 255).to(t.dtype) if t.dtype == torch.uint8 else resized
     return t
 
 
@@ -279,17 +280,18 @@ def preview_rows(
     rows = []
     names = bundle.class_names or [str(c) for c in range(bundle.num_classes)]
     group = split.attrs.get("group")
-    if group is not None and group.ndim == 1 and len(torch.unique(group)) <= 16:
+    by_group = group is not None and group.ndim == 1 and len(torch.unique(group)) <= 16
+    if by_group:
         keys = torch.unique(group).tolist()
-        column, label = group, "group {}"
+        column = group
     else:
         k = bundle.num_classes
         keys = list(range(k)) if k <= 20 else sorted({round(i * (k - 1) / 19) for i in range(20)})
-        column, label = split.labels, None
+        column = split.labels
     for key in keys:
         idx = torch.nonzero(column == key).flatten()
         pick = idx[torch.randperm(len(idx), generator=rng)[:per_row]].tolist()
-        if label:
+        if by_group:
             y = int(split.labels[pick[0]]) if pick else -1
             text = f"group {key} (y={names[y] if y >= 0 else '?'}, n={len(idx)})"
         else:
