@@ -9,9 +9,10 @@ per-dataset roots under ``[data.roots]``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from benchmark.errors import BenchError
 from benchmark.hparams import resolve
 from benchmark.io import atomic_torch_save, torch_load
 from benchmark.record import content_id
-from benchmark.sources import source_hash
+from benchmark.sources import core_hash, source_hash
 
 
 def cache_dir() -> Path:
@@ -74,19 +75,43 @@ def load_bundle(
         bundle = cls().build(options, path)
         bundle.options = options
         return bundle
-    key = content_id([cls.name, cls.version, options, source_hash(cls)])
-    cached = cache_dir() / "datasets" / cls.name / f"{key}.pt"
+    cached = _cache_path(cls, options)
     use_cache = use_cache and cls.cache_bundle  # False: the builder caches by itself (hf:)
     if use_cache and cached.is_file():
         try:
             return _from_payload(torch_load(cached))
         except Exception:  # a damaged cache file is rebuilt, never trusted
             cached.unlink(missing_ok=True)
-    bundle = cls().build(options, None)
+    with _one_thread():
+        bundle = cls().build(options, None)
     bundle.options = options
     if use_cache:
         atomic_torch_save(cached, _to_payload(bundle))
     return bundle
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Generators run on one torch thread: they are many small tensor ops, for which OpenMP's
+    fork/join costs more than it gains (3-6x slower with 2 threads on a busy 2-core machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def bundle_cache_path(cls: type[Dataset], overrides: Mapping[str, Any]) -> Path:
+    """Where the generated bundle of a built-in dataset is cached. The key holds the name,
+    version, resolved options, the builder's source and the core's source (builders draw with
+    shared helpers such as ``benchmark.glyphs`` and ``benchmark.synthetic``)."""
+    return _cache_path(cls, dataset_options(cls, overrides))
+
+
+def _cache_path(cls: type[Dataset], options: Mapping[str, Any]) -> Path:
+    key = content_id([cls.name, cls.version, dict(options), source_hash(cls), core_hash()])
+    return cache_dir() / "datasets" / cls.name / f"{key}.pt"
 
 
 def _to_payload(bundle: Bundle) -> dict[str, Any]:

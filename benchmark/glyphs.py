@@ -112,9 +112,11 @@ def render(
     noise: float = 0.08,
     template_size: int = 64,
     batch: int = 4096,
+    intensity: tuple[float, float] = (0.6, 1.0),
     **warp_kwargs: float,
 ) -> torch.Tensor:
-    """Gray uint8 images (N, 1, out_size, out_size) of ``chars[labels[k]]`` in random fonts."""
+    """Gray uint8 images (N, 1, out_size, out_size) of ``chars[labels[k]]`` in random fonts,
+    with stroke intensity drawn from ``intensity`` and additive pixel noise of std ``noise``."""
     temps, available = templates(chars, template_size)
     n = len(labels)
     fonts = np.empty(n, dtype=np.int64)
@@ -128,9 +130,33 @@ def render(
         x = temps[torch.from_numpy(labels[sl]), torch.from_numpy(fonts[sl])][:, None]
         x = warp(x, out_size, rng, **warp_kwargs)
         m = len(x)
-        intensity = torch.from_numpy(rng.uniform(0.6, 1.0, (m, 1, 1, 1))).float()
-        x = x * intensity + torch.from_numpy(rng.normal(0, noise, x.shape)).float()
+        level = torch.from_numpy(rng.uniform(*intensity, (m, 1, 1, 1))).float()
+        x = x * level + torch.from_numpy(rng.normal(0, noise, x.shape)).float()
         out[sl] = (x.clamp(0, 1) * 255).round().to(torch.uint8)
+    return out
+
+
+def mnist_normalise(images: torch.Tensor, box: int = 20, out_size: int = 28) -> torch.Tensor:
+    """MNIST's size normalisation for (N, 1, H, W) uint8 glyphs: crop the ink, resize it to fit
+    a ``box``² square (aspect kept, anti-aliased), paste it so that its centre of mass lies at
+    the centre of an ``out_size``² canvas (LeCun et al. 1998). Blank images stay blank."""
+    out = torch.zeros(len(images), 1, out_size, out_size, dtype=torch.uint8)
+    for i, img in enumerate(images[:, 0]):
+        rows = torch.nonzero(img.amax(1) > 0).flatten()
+        cols = torch.nonzero(img.amax(0) > 0).flatten()
+        if not len(rows):
+            continue
+        ink = img[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].float()
+        h, w = ink.shape
+        f = box / max(h, w)
+        size = (max(1, round(h * f)), max(1, round(w * f)))
+        ink = F.interpolate(ink[None, None], size=size, mode="bilinear", antialias=True)[0, 0]
+        total = ink.sum().clamp_min(1e-6)
+        cy = float((ink.sum(1) * torch.arange(size[0])).sum() / total)
+        cx = float((ink.sum(0) * torch.arange(size[1])).sum() / total)
+        top = min(max(round(out_size / 2 - 0.5 - cy), 0), out_size - size[0])
+        left = min(max(round(out_size / 2 - 0.5 - cx), 0), out_size - size[1])
+        out[i, 0, top : top + size[0], left : left + size[1]] = ink.round().clamp(0, 255).byte()
     return out
 
 
@@ -153,6 +179,20 @@ def mnist_5k() -> tuple[np.ndarray, np.ndarray]:
     table = np.loadtxt(io.BytesIO(raw), delimiter=",", dtype=np.int64)
     images = table[:, :784].reshape(-1, 28, 28).astype(np.uint8)
     return images, table[:, 784].astype(np.int64)
+
+
+def split_per_class(
+    labels: np.ndarray, per_class: list[int], rng: np.random.RandomState
+) -> list[np.ndarray]:
+    """Indices of consecutive splits with ``per_class[k]`` samples of every class: each class's
+    indices are shuffled once (classes in ascending order), then cut in order."""
+    bounds = np.cumsum([0, *per_class])
+    parts: list[list[np.ndarray]] = [[] for _ in per_class]
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        for k in range(len(per_class)):
+            parts[k].append(idx[bounds[k] : bounds[k + 1]])
+    return [np.concatenate(part) for part in parts]
 
 
 def grid_size(n: int) -> int:

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmark import Bundle, Dataset, HParam, Split, register_dataset
-from benchmark.glyphs import mnist_5k
+from benchmark import BenchError, Bundle, Dataset, HParam, Split, register_dataset
+from benchmark.glyphs import mnist_5k, split_per_class
 
 #: LfF ``colors.th`` (RGB in [0, 1]), colour j is aligned with digit j
 COLORS = np.array(
@@ -89,19 +89,18 @@ class ColoredMNIST(Dataset):
     tiny = {"per_class": [6, 2, 3]}
 
     def build(self, options: Mapping[str, Any], data_root: Path | None) -> Bundle:
-        n_train, n_val, n_test = (int(v) for v in options["per_class"])
-        if n_train + n_val + n_test > 500:
-            raise ValueError(
-                "per_class must sum to at most 500 (the bundled set has 500 per digit)"
+        per_class = [int(v) for v in options["per_class"]]
+        if len(per_class) != 3 or min(per_class) < 1 or sum(per_class) > 500:
+            raise BenchError(
+                "colored-mnist: per_class must be three positive counts (train, val, test) "
+                "summing to at most 500 (the bundled set has 500 per digit)"
             )
+        for key in ("rho", "test_rho"):
+            if not 0.0 <= options[key] <= 1.0:
+                raise BenchError(f"colored-mnist: {key} must be in [0, 1]")
         images, labels = mnist_5k()
         rng = np.random.RandomState(options["seed"])
-        parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
-        for c in range(10):
-            idx = rng.permutation(np.flatnonzero(labels == c))
-            parts["train"].append(idx[:n_train])
-            parts["val"].append(idx[n_train : n_train + n_val])
-            parts["test"].append(idx[n_train + n_val : n_train + n_val + n_test])
+        parts = dict(zip(("train", "val", "test"), split_per_class(labels, per_class, rng)))
         std = SEVERITY_STD[int(options["severity"])]
         splits = {}
         for name, rho in (
@@ -109,7 +108,7 @@ class ColoredMNIST(Dataset):
             ("val", options["rho"]),
             ("test", options["test_rho"]),
         ):
-            idx = np.concatenate(parts[name])
+            idx = parts[name]
             y = labels[idx]
             color = assign_colors(y, float(rho))
             x = colorize(images[idx], color, std, rng)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmark import Bundle, Dataset, HParam, Split, register_dataset
+from benchmark import BenchError, Bundle, Dataset, HParam, Split, register_dataset
 from benchmark.glyphs import lt_counts, render
 
 CHARS = (
@@ -57,9 +57,11 @@ class GlyphLT(Dataset):
     def build(self, options: Mapping[str, Any], data_root: Path | None) -> Bundle:
         c = int(options["num_classes"])
         if not 2 <= c <= len(CHARS):
-            raise ValueError(f"num_classes must be in [2, {len(CHARS)}]")
+            raise BenchError(f"glyph-lt: num_classes must be in [2, {len(CHARS)}]")
         if options["imbalance"] < 1:
-            raise ValueError("imbalance must be >= 1")
+            raise BenchError("glyph-lt: imbalance must be >= 1")
+        if min(options["n_max"], options["n_val"], options["n_test"]) < 1 or options["size"] < 8:
+            raise BenchError("glyph-lt: n_max, n_val, n_test must be positive and size >= 8")
         chars = CLASS_ORDER[:c]
         rng = np.random.RandomState(options["seed"])
         counts = lt_counts(c, int(options["n_max"]), float(options["imbalance"]))

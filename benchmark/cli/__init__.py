@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from benchmark.cli import (
     cache,
     compare,
+    dataset,
     leaderboard,
     listing,
     perf,
@@ -27,6 +28,7 @@ COMMANDS = (
     run,
     table,
     show,
+    dataset,
     sweep,
     leaderboard,
     compare,
@@ -42,6 +44,7 @@ EPILOG = """examples:
   bench run --method erm --dataset glyph-lt --seed 0 1 2
   bench table --results results
   bench show 3f2a9c1e
+  bench dataset waterbirds-synth --preview waterbirds.png
   bench sweep --method erm --dataset glyph-lt --grid lr=0.01,0.1 --select val-acc --seed 0 1 2
   bench perf metrics
   bench cache imagenet-lt --data-root /data --measure 2000
