@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 import benchmark
+from benchmark import distributed
 from benchmark.data import load_bundle
 from benchmark.dataset import DATASETS, Bundle, Dataset
 from benchmark.device import autocast, environment, seed_everything, select_device
@@ -70,10 +71,14 @@ def split_settings(
 
 
 def resolve_hparams(
-    method: type[Method], dataset: type[Dataset], overrides: Mapping[str, Any]
+    method: type[Method],
+    dataset: type[Dataset],
+    overrides: Mapping[str, Any],
+    protocol_name: str | None = None,
 ) -> dict[str, Any]:
-    """Protocol defaults < dataset protocol < base's and method's protocol defaults < --set."""
-    defaults: dict[str, Any] = protocol(dataset.protocol)
+    """Protocol defaults < dataset protocol (or ``protocol_name``) < base's and method's
+    protocol defaults < --set."""
+    defaults: dict[str, Any] = protocol(protocol_name or dataset.protocol)
     chain = []
     cls: type[Method] | None = method
     while cls is not None:
@@ -103,6 +108,8 @@ class Runner:
     device: torch.device = field(default_factory=lambda: select_device("auto"))
     data_root: str | Path | None = None
     progress: bool = True
+    fast: str = "off"  # CUDA fast training path (benchmark.fast_step)
+    protocol: str | None = None  # a named protocol instead of the dataset's own
     _bundles: dict[str, Bundle] = field(default_factory=dict)
 
     def bundle(self, dataset: str, options: Mapping[str, Any]) -> Bundle:
@@ -113,8 +120,9 @@ class Runner:
 
     def run(
         self, method: str, dataset: str, seed: int = 0, settings: Mapping[str, Any] | None = None
-    ) -> tuple[RunRecord, bool]:
-        """One run; returns (record, whether it was already in the store)."""
+    ) -> tuple[RunRecord | None, bool]:
+        """One run; returns (record, whether it was already in the store). Under torchrun only
+        rank 0 evaluates and writes; the other ranks train and return (None, False)."""
         t_start = time.perf_counter()
         mcls, dcls = METHODS.get(method), DATASETS.get(dataset)
         reason = mcls.incompatibility(dcls)
@@ -123,7 +131,7 @@ class Runner:
         ds_over, hp_over = split_settings(mcls, dcls, settings or {})
         bundle = self.bundle(dataset, ds_over)
         t_data = time.perf_counter() - t_start
-        hparams = resolve_hparams(mcls, dcls, hp_over)
+        hparams = resolve_hparams(mcls, dcls, hp_over, self.protocol)
         code = code_version(mcls, dcls)
         identity = RunRecord.identity(
             method=method,
@@ -139,12 +147,19 @@ class Runner:
         if self.store.has(run_id):
             return self.store.get(run_id), True
 
-        trainer = Trainer(self.device, seed=seed, progress=self.progress)
+        trainer = Trainer(
+            self.device, seed=seed, progress=self.progress and distributed.is_main(),
+            fast=self.fast,
+        )  # fmt: skip
         t0 = time.perf_counter()
         model, ckpt_key, trained = self.trained(mcls, bundle, hparams, seed, trainer)
         t_train = time.perf_counter() - t0
+        if not distributed.is_main():
+            return None, False
         t0 = time.perf_counter()
         metrics, details, conventions = self.evaluate(model, bundle, trainer)
+        if model.summary():
+            details["method"] = model.summary()
         t_eval = time.perf_counter() - t0
         record = RunRecord(
             run_id=run_id,
@@ -166,6 +181,8 @@ class Runner:
                 "eval_s": round(t_eval, 3),
                 "total_s": round(time.perf_counter() - t_start, 3),
                 "checkpoint": "trained" if trained else "cached",
+                "train_path": self.fast if trained else "",
+                "processes": distributed.world_size(),
                 "train_history": trainer.history,
             },
             environment=environment(self.device),
@@ -192,7 +209,8 @@ class Runner:
             base, key, trained = self.trained(bcls, bundle, base_hp, seed, trainer)
             method = mcls(info, hparams, self.device)
             method.adopt(base)
-            method.calibrate(bundle, trainer)
+            if distributed.is_main():
+                method.calibrate(bundle, trainer)
             return method, key, trained
         method = mcls(info, hparams, self.device)
         seed_everything(seed)
@@ -214,6 +232,8 @@ class Runner:
             return method, key, False
         seed_everything(seed)
         method.fit(bundle.splits["train"], trainer)
+        if not distributed.is_main():
+            return method, key, True
         self.store.save_checkpoint(
             key,
             {
