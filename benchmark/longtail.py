@@ -239,9 +239,7 @@ def retrain_head(
     class-balanced sampling, SGD (the protocol's momentum, weight decay, batch size and
     augmentation), cosine learning rate from ``lr`` over ``epochs`` (10 in the paper)."""
     if not isinstance(split.inputs, torch.Tensor):
-        raise BenchError(
-            f"{method.name}: classifier re-training needs an in-memory training split"
-        )
+        raise BenchError(f"{method.name}: classifier re-training needs an in-memory training split")
     hp, device = method.hp, trainer.device
     params = list(params)
     backbone = method.model.backbone

@@ -18,18 +18,35 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
     # SGD lr 0.2 momentum 0.9 wd 5e-4, 5 warm-up epochs from lr/3, x0.01 at 120 and 160,
     # RandomCrop(32, pad 4) + HFlip.
     "cifar-lt": {
-        "backbone": "resnet32-bbn", "epochs": 200, "batch_size": 256, "optimizer": "sgd",
-        "lr": 0.2, "momentum": 0.9, "weight_decay": 5e-4, "schedule": "multistep",
-        "milestones": [120, 160], "lr_decay": 0.01, "warmup_epochs": 5, "augment": "crop-flip",
+        "backbone": "resnet32-bbn",
+        "epochs": 200,
+        "batch_size": 256,
+        "optimizer": "sgd",
+        "lr": 0.2,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+        "schedule": "multistep",
+        "milestones": [120, 160],
+        "lr_decay": 0.01,
+        "warmup_epochs": 5,
+        "augment": "crop-flip",
     },
     # Tang et al. 2020 (TDE), config ImageNet_LT/causal_norm.yaml: ResNeXt-50 32x4d from
     # scratch, 90 epochs, batch 512, SGD lr 0.2 momentum 0.9 wd 5e-4, cosine to 0 per epoch.
     "imagenet-lt": {
-        "backbone": "resnext50-32x4d", "epochs": 90, "batch_size": 512, "optimizer": "sgd",
-        "lr": 0.2, "momentum": 0.9, "weight_decay": 5e-4, "schedule": "cosine",
-        "warmup_epochs": 0, "augment": "none",
+        "backbone": "resnext50-32x4d",
+        "epochs": 90,
+        "batch_size": 512,
+        "optimizer": "sgd",
+        "lr": 0.2,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+        "schedule": "cosine",
+        "warmup_epochs": 0,
+        "augment": "none",
         # TDE: alpha 3.0 and the lr-scaled moving-average momentum of the non-CIFAR configs
-        "alpha": 3.0, "ma_schedule": "lr",
+        "alpha": 3.0,
+        "ma_schedule": "lr",
     },
 }
 # The CIFAR-LT recipe with the per-dataset TDE alpha of the official configs

@@ -96,9 +96,7 @@ class Trainer:
     eval_batch_size: int = 1024
     history: list[dict[str, float]] = field(default_factory=list)
     fast: str = "off"
-    _stats: dict[Any, tuple[torch.Tensor, torch.Tensor]] = field(
-        default_factory=dict, repr=False
-    )
+    _stats: dict[Any, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
 
     # -- input pipeline ------------------------------------------------------------------
     def normalise(self, x: torch.Tensor, info: DatasetInfo) -> torch.Tensor:
@@ -163,7 +161,10 @@ class Trainer:
         attrs = {k: v.to(self.device) for k, v in split.attrs.items() if k != "mask"}
         n = len(split)
         bs = min(hp.batch_size, n)  # the global batch; each rank takes `local` of it
-        local, offset = distributed.local_batch(bs), distributed.rank() * distributed.local_batch(bs)
+        local, offset = (
+            distributed.local_batch(bs),
+            distributed.rank() * distributed.local_batch(bs),
+        )
         steps = n // bs  # drop_last: every step has the same shape
         shuffle_gen, aug_gen = self.generators()
         if self.fast != "off":

@@ -17,7 +17,7 @@ from benchmark.longtail import LongTailMethod, logit_adjusted_loss
 
 @register_method("balanced-softmax")
 class BalancedSoftmax(LongTailMethod):
-    """Cross-entropy on logits + log class frequency; plain logits at test time (Ren et al. 2020)."""
+    """Cross-entropy on logits + log class frequency; plain logits to test (Ren et al. 2020)."""
 
     paper = "Ren et al., Balanced Meta-Softmax for Long-Tailed Visual Recognition, NeurIPS 2020"
 
