@@ -43,6 +43,11 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def rank_at_launch() -> int:
+    """The rank torchrun gave this process (also after the process group is gone)."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def init_from_env(device: torch.device) -> torch.device:
     """Join the process group when launched by torchrun (``WORLD_SIZE`` > 1): NCCL on CUDA with
     one GPU per local rank, gloo on the CPU. Returns the device this process should use."""

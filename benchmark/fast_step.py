@@ -31,7 +31,9 @@ if TYPE_CHECKING:
     from benchmark.method import Method
     from benchmark.training import Trainer
 
-MODES = ("off", "compile", "graph", "compile-graph")
+#: "static" is the uncaptured, uncompiled step on any device: it is how the CPU tests check
+#: this path's batch selection and bookkeeping against the plain loop
+MODES = ("off", "compile", "graph", "compile-graph", "static")
 WARMUP_STEPS = 3  # eager steps before capture (cuDNN autotuning, lazy init, compilation)
 
 
@@ -82,7 +84,7 @@ class StaticStep:
         mode = trainer.fast
         if mode not in MODES:
             raise BenchError(f"fast={mode!r}: choose one of {list(MODES)}")
-        if trainer.device.type != "cuda":
+        if trainer.device.type != "cuda" and mode != "static":
             raise BenchError(f"--fast {mode} needs a CUDA device; the CPU uses --fast off")
         if distributed.active():
             raise BenchError(f"--fast {mode} runs in a single process; use --fast off")
@@ -91,12 +93,14 @@ class StaticStep:
                 f"method {method.name} does not declare graph_safe = True; use --fast off"
             )
         groups = method.param_groups()
-        for g in groups:  # 0-d device tensors: the captured kernels read the current value
-            g["lr"] = torch.tensor(float(g.get("lr", method.hp.lr)), device=trainer.device)
-        optimizer = make_optimizer(method.hp, groups, fused=True)
+        capture = "graph" in mode
+        if capture:  # lr as 0-d device tensors read by the fused kernels: set per epoch in place
+            for g in groups:
+                g["lr"] = torch.tensor(float(g.get("lr", method.hp.lr)), device=trainer.device)
+        optimizer = make_optimizer(method.hp, groups, **({"fused": True} if capture else {}))
         return cls(
             trainer, method, optimizer, x_all, y_all, attrs, batch, offset, gen,
-            compile="compile" in mode, capture="graph" in mode,
+            compile="compile" in mode, capture=capture,
         )  # fmt: skip
 
     # -- the step --------------------------------------------------------------------------

@@ -138,11 +138,11 @@ class Trainer:
         return x
 
     def generators(self) -> tuple[torch.Generator, torch.Generator]:
-        """(shuffle, augmentation) generators on the device, seeded from ``seed``; every rank
-        of a distributed run draws the same shuffle."""
+        """(shuffle, augmentation) generators on the device, seeded from ``seed``: every rank
+        of a distributed run draws the same shuffle and its own augmentations."""
         shuffle = torch.Generator(device=self.device).manual_seed(self.seed)
-        aug = torch.Generator(device=self.device).manual_seed(self.seed + 1)
-        return shuffle, aug
+        aug_seed = self.seed + 1 + 7919 * distributed.rank()
+        return shuffle, torch.Generator(device=self.device).manual_seed(aug_seed)
 
     # -- training ------------------------------------------------------------------------
     def fit(self, method: Method, split: Split) -> None:

@@ -77,8 +77,11 @@ def main(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         records.append(record)
-    if not distributed.is_main():
-        return 0
+    if distributed.active():  # torchrun: leave together once rank 0 has written everything
+        distributed.barrier()
+        distributed.shutdown()
+        if distributed.rank_at_launch() != 0:
+            return 0
     if args.json:
         print(json.dumps([r.to_dict() for r in records], indent=1))
     else:
