@@ -31,7 +31,11 @@ def fake_imagenet_lt(root: Path) -> None:
     rng = np.random.RandomState(0)
     lines: dict[str, list[str]] = {"train": [], "val": [], "test": []}
     for label, (wnid, n) in enumerate(zip(WNIDS, TRAIN_COUNTS, strict=True)):
-        for split, folder, count in (("train", "train", n), ("val", "train", 2), ("test", "val", 2)):
+        for split, folder, count in (
+            ("train", "train", n),
+            ("val", "train", 2),
+            ("test", "val", 2),
+        ):
             for i in range(count):
                 rel = f"{folder}/{wnid}/{wnid}_{split}_{i}.JPEG"
                 (root / rel).parent.mkdir(parents=True, exist_ok=True)

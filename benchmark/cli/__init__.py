@@ -6,16 +6,18 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from benchmark.cli import listing, run, show, table
+from benchmark.cli import listing, perf, plot, run, show, table
 from benchmark.errors import BenchError
 
-COMMANDS = (listing, run, table, show)
+COMMANDS = (listing, run, table, show, plot, perf)
 
 EPILOG = """examples:
   bench list methods
   bench run --method erm --dataset glyph-lt --seed 0 1 2
   bench table --results results
   bench show 3f2a9c1e
+  bench plot --dataset glyph-lt --method 'ce,deconfound,tde' --out per_class.png
+  bench perf train --backbone resnet32 --batch-size 128
 """
 
 
