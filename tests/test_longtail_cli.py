@@ -11,8 +11,8 @@ from conftest import tiny_settings
 def test_plot_per_class_accuracy(cli, tmp_path: Path) -> None:
     results = tmp_path / "r"
     sets = [a for pair in tiny_settings("glyph-lt") for a in ("--set", pair)]
-    for method in ("ce", "deconfound"):
-        code, _, err = cli("run", "--method", method, "--dataset", "glyph-lt", "--seed", "0", "1",
+    for method, seeds in (("ce", ["0", "1"]), ("deconfound", ["0"])):
+        code, _, err = cli("run", "--method", method, "--dataset", "glyph-lt", "--seed", *seeds,
                            "--results", results, "--quiet", *sets)  # fmt: skip
         assert code == 0, err
     out_png = tmp_path / "fig.png"
@@ -22,6 +22,7 @@ def test_plot_per_class_accuracy(cli, tmp_path: Path) -> None:
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lines = out.splitlines()
     assert lines[2].startswith("deconfound") and lines[3].startswith("ce")  # the given order
+    assert lines[2].split()[1] == "1" and lines[3].split()[1] == "2"  # seeds per row
     assert "wrote" in out and "few" in lines[0]
     code, out, _ = cli("plot", "--results", results)  # default path under the results folder
     assert code == 0 and (results / "plots" / "per-class-glyph-lt-test.png").is_file()
