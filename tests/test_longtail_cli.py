@@ -50,3 +50,12 @@ def test_perf_train_prints_both_loops(cli) -> None:
     assert code == 2 and "--channels" in err
     code, _, err = cli(*args, "--fast", "graph", "--device", "cpu", "--only", "harness")
     assert code == 2 and "needs a CUDA device" in err
+
+
+def test_run_protocol_and_fast_options(cli, tmp_path: Path) -> None:
+    base = ["run", "--method", "tde", "--dataset", "glyph-lt", "--results", tmp_path, "--quiet"]
+    code, _, err = cli(*base, "--protocol", "cifar100")
+    assert code == 2 and "unknown protocol 'cifar100'" in err and "cifar100-lt" in err
+    code, _, err = cli(*base, "--fast", "graph", "--device", "cpu")
+    assert code == 2 and "needs a CUDA device" in err
+    assert not (tmp_path / "runs").exists()  # nothing half-written
