@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from benchmark.errors import BenchError
 
 
-def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
-    """Register ``train`` under the ``bench perf`` sub-commands."""
-    p = sub.add_parser(
+def add_train(targets: Any, common: argparse.ArgumentParser) -> None:
+    """Register ``train`` among the ``bench perf`` targets (``add_<target>(targets, common)``)."""
+    p = targets.add_parser(
         "train",
         parents=[common],
         help="training throughput: reference-style loop vs the harness loop",
@@ -51,6 +51,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         help="harness path on CUDA (auto: compile-graph on CUDA, off on the CPU)",
     )
     p.add_argument("--only", choices=("reference", "harness"), help="run one loop only")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=main)
 
@@ -191,6 +192,10 @@ def main(args: argparse.Namespace) -> int:
         raise BenchError("--batch-size and --steps must be positive, --warmup non-negative")
     if args.channels not in (1, 3):
         raise BenchError("--channels must be 1 or 3")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise BenchError("--threads must be at least 1")
+        torch.set_num_threads(args.threads)
     device = select_device(args.device)
     args.quiet_bars = args.json
     rows = []

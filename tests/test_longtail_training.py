@@ -94,7 +94,8 @@ def test_data_parallel_training_with_torchrun(tmp_path: Path) -> None:
     """2 processes (gloo, CPU): replicas stay identical and equal to one process with the same
     global batch; under the CLI only rank 0 writes the record and the checkpoint."""
     worker = REPO / "tests" / "ddp_worker.py"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "tests")}
+    path = os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     proc = subprocess.run(
         [*cmd, str(worker), str(tmp_path)], env=env, capture_output=True, text=True, timeout=240

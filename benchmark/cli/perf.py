@@ -1,7 +1,7 @@
 """``bench perf WHAT``: speed measurements of the harness's hot paths, one sub-command each.
 
-``train`` lives in ``benchmark.perf_train`` (registered below); other sub-commands register the
-same way (``add_parser(perf_subparsers, common)``).
+A target is one ``add_<target>(targets, common)`` function; ``train`` is
+``benchmark.perf_train.add_train``.
 """
 
 from __future__ import annotations
@@ -21,4 +21,5 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         "side by side.",
     )
     what = p.add_subparsers(dest="perf_command", metavar="WHAT", required=True)
-    perf_train.add_parser(what, common)
+    for add in (perf_train.add_train,):
+        add(what, common)
