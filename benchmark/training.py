@@ -161,10 +161,8 @@ class Trainer:
         attrs = {k: v.to(self.device) for k, v in split.attrs.items() if k != "mask"}
         n = len(split)
         bs = min(hp.batch_size, n)  # the global batch; each rank takes `local` of it
-        local, offset = (
-            distributed.local_batch(bs),
-            distributed.rank() * distributed.local_batch(bs),
-        )
+        local = distributed.local_batch(bs)
+        offset = distributed.rank() * local
         steps = n // bs  # drop_last: every step has the same shape
         shuffle_gen, aug_gen = self.generators()
         if self.fast != "off":

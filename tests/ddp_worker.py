@@ -1,8 +1,8 @@
 """Run by ``test_longtail_training.py`` under ``torchrun --nproc_per_node 2`` (gloo, CPU).
 
-1. Each rank trains a bias-free linear model (no BatchNorm, so per-rank batch statistics do not
-   differ) for 3 epochs with the global batch split across the ranks, and saves its parameters;
-   rank 0 also trains the same model in one process with the whole batch, for comparison.
+1. Rank 0 first trains a bias-free linear model (no BatchNorm, so per-rank batch statistics do
+   not matter) in one process with the whole batch; then each rank trains it for 3 epochs with
+   the global batch split across the ranks, and saves its parameters.
 2. ``bench run`` on tiny glyph-lt through the CLI, as torchrun users call it.
 """
 
@@ -54,6 +54,8 @@ def train(out: Path, name: str) -> None:
 
 
 def run(out: Path) -> None:
+    if distributed.rank_at_launch() == 0:
+        train(out, "single.pt")  # one process, whole global batch (before the group exists)
     device = distributed.init_from_env(torch.device("cpu"))
     assert distributed.world_size() == 2 and device.type == "cpu"
     train(out, f"rank{distributed.rank()}.pt")
@@ -62,8 +64,6 @@ def run(out: Path) -> None:
     code = main(["run", "--method", "ce", "--dataset", "glyph-lt", "--results",
                  str(out / "results"), "--quiet", *sets])  # fmt: skip
     assert code == 0 and not distributed.active()  # the CLI left the process group
-    if distributed.rank_at_launch() == 0:
-        train(out, "single.pt")  # one process, whole global batch
 
 
 if __name__ == "__main__":
