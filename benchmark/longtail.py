@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -21,9 +22,10 @@ from benchmark.device import autocast
 from benchmark.errors import BenchError
 from benchmark.hparams import HParam, IntUniform, LogUniform
 from benchmark.method import Classifier, Method
+from benchmark.outputs import Outputs
 
 if TYPE_CHECKING:
-    from benchmark.dataset import Split
+    from benchmark.dataset import DatasetInfo, Split
     from benchmark.training import Trainer
 
 
@@ -209,19 +211,21 @@ def class_balanced_indices(
     return order[starts[cls] + within]
 
 
-@torch.no_grad()
-def extract_features(
-    method: Method, split: Split, trainer: Trainer, batch_size: int = 1024
-) -> torch.Tensor:
-    """Penultimate features of ``split`` (no augmentation, eval mode), on the device, float32."""
-    backbone = method.model.backbone
-    backbone.eval()
-    out = []
-    for start in range(0, len(split), batch_size):
-        x = trainer.normalise(split.inputs[start : start + batch_size], method.info)
-        with autocast(trainer.device):
-            out.append(backbone(x).float())
-    return torch.cat(out)
+@dataclass
+class _Features:
+    """A method seen by ``Trainer.predict`` as one whose output is its backbone's features."""
+
+    model: nn.Module
+    info: DatasetInfo
+
+    def predict_batch(self, x: torch.Tensor) -> Outputs:
+        return Outputs(features=self.model.backbone(x))
+
+
+def extract_features(method: Method, split: Split, trainer: Trainer) -> torch.Tensor:
+    """Penultimate features of ``split`` (evaluation transform, eval mode), on the device,
+    float32; through ``Trainer.predict``, so in-memory and on-disk splits both work."""
+    return trainer.predict(_Features(method.model, method.info), split, desc="features").features
 
 
 def retrain_head(
@@ -239,7 +243,10 @@ def retrain_head(
     class-balanced sampling, SGD (the protocol's momentum, weight decay, batch size and
     augmentation), cosine learning rate from ``lr`` over ``epochs`` (10 in the paper)."""
     if not isinstance(split.inputs, torch.Tensor):
-        raise BenchError(f"{method.name}: classifier re-training needs an in-memory training split")
+        raise BenchError(
+            f"{method.name}: classifier re-training runs on in-memory training splits only "
+            "(stage 2 does not stream images from disk yet)"
+        )
     hp, device = method.hp, trainer.device
     params = list(params)
     backbone = method.model.backbone
