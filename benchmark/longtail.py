@@ -241,12 +241,11 @@ def retrain_head(
     """Decoupling's stage 2 (Kang et al. 2020, §4): the backbone is frozen (eval mode, no grad);
     only ``params`` are trained with cross-entropy on ``logits_fn(features)`` under
     class-balanced sampling, SGD (the protocol's momentum, weight decay, batch size and
-    augmentation), cosine learning rate from ``lr`` over ``epochs`` (10 in the paper)."""
-    if not isinstance(split.inputs, torch.Tensor):
-        raise BenchError(
-            f"{method.name}: classifier re-training runs on in-memory training splits only "
-            "(stage 2 does not stream images from disk yet)"
-        )
+    augmentation), cosine learning rate from ``lr`` over ``epochs`` (10 in the paper).
+
+    Images on disk (ImageNet-LT): the features of the training images are extracted once with
+    the evaluation transform and re-sampled from memory, i.e. stage 2 sees no augmentation
+    there (one pass over the images instead of ``epochs``)."""
     hp, device = method.hp, trainer.device
     params = list(params)
     backbone = method.model.backbone
@@ -254,19 +253,31 @@ def retrain_head(
     for p in backbone.parameters():
         p.requires_grad_(False)
     opt = torch.optim.SGD(params, lr=lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
-    x_all, y_all = split.inputs.to(device), split.labels.to(device)
+    y_all = split.labels.to(device)
+    gen = torch.Generator(device=device).manual_seed(trainer.seed + 7919)
+    if isinstance(split.inputs, torch.Tensor):
+        x_all = split.inputs.to(device)
+
+        def features_of(idx: torch.Tensor) -> torch.Tensor:
+            x = trainer.normalise(trainer.augment(x_all[idx], hp.augment, gen), method.info)
+            with torch.no_grad(), autocast(device):
+                return backbone(x).float()
+
+    else:
+        cached = extract_features(method, split, trainer)
+
+        def features_of(idx: torch.Tensor) -> torch.Tensor:
+            return cached[idx]
+
     n = len(split)
     bs = min(hp.batch_size, n)
-    gen = torch.Generator(device=device).manual_seed(trainer.seed + 7919)
     for epoch in range(epochs):
         for group in opt.param_groups:
             group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * epoch / max(1, epochs)))
         idx_all = class_balanced_indices(y_all, n, gen)
         for s in range(n // bs):
             idx = idx_all[s * bs : (s + 1) * bs]
-            x = trainer.normalise(trainer.augment(x_all[idx], hp.augment, gen), method.info)
-            with torch.no_grad(), autocast(device):
-                features = backbone(x).float()
+            features = features_of(idx)
             loss = F.cross_entropy(logits_fn(features), y_all[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -1,5 +1,6 @@
 """ImageNet-LT end to end on a tiny fake layout: the reader, ``deconfound`` training with a tiny
-backbone, then ``tde`` reusing its checkpoint at two values of α.
+backbone, then ``tde`` reusing its checkpoint at two values of α, then decoupling (cRT, τ-norm)
+on the ``ce`` model.
 
 The layout is the documented one (Liu et al. 2019; classifier-balancing's split files):
 ``ImageNet_LT_{train,val,test}.txt`` with lines ``<relpath> <label>``, images under
@@ -63,3 +64,8 @@ def test_imagenet_lt_reader_and_tde_end_to_end(cli, tmp_path: Path) -> None:
     again = json.loads(out)[0]
     assert again["timings"]["checkpoint"] == "cached"
     assert again["checkpoint"] == first["checkpoint"]
+    # decoupling's stage 2 on images on disk (features extracted once), τ picked on val
+    for method in ("decouple-crt", "decouple-tau-norm"):
+        code, out, err = cli("run", "--method", method, *common, *sets, "--quiet", "--json")
+        assert code == 0, err
+        assert "acc" in json.loads(out)[0]["metrics"]["test"]
