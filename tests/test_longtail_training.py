@@ -23,6 +23,7 @@ from benchmark.training import Trainer
 
 from conftest import REPO, tiny_settings
 
+GLOO_EXIT_ABORT = "terminate called without an active exception"
 SETTINGS = parse_assignments([*tiny_settings("glyph-lt"), "epochs=2", "augment=crop-flip"])
 DS = {k.removeprefix("dataset."): v for k, v in SETTINGS.items() if k.startswith("dataset.")}
 HP = {k: v for k, v in SETTINGS.items() if not k.startswith("dataset.")}
@@ -97,9 +98,14 @@ def test_data_parallel_training_with_torchrun(tmp_path: Path) -> None:
     path = os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    proc = subprocess.run(
-        [*cmd, str(worker), str(tmp_path)], env=env, capture_output=True, text=True, timeout=240
-    )
+    for _attempt in range(2):
+        proc = subprocess.run(
+            [*cmd, str(worker), str(tmp_path)], env=env, capture_output=True, text=True, timeout=240
+        )
+        # gloo occasionally aborts a process at exit, after all the work is done and written
+        # (std::terminate in its teardown, ~1 run in 30 here); that alone earns one retry
+        if proc.returncode == 0 or GLOO_EXIT_ABORT not in proc.stderr:
+            break
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
     single = torch.load(tmp_path / "single.pt")
