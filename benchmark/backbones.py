@@ -129,3 +129,66 @@ def tiny_cnn(input_shape: tuple[int, ...]) -> Backbone:
 @register_backbone("resnet32")
 def resnet32(input_shape: tuple[int, ...]) -> Backbone:
     return CifarResNet(input_shape[0], blocks_per_stage=5)
+
+
+class BBNResNet32(Backbone):
+    """BBN's CIFAR ResNet-32, as the TDE paper uses it (Zhou et al. 2020; Tang et al. 2020 §5).
+
+    Stem conv 3×3 (16) + BN + ReLU; stages of 16/32/64 channels with 5/5/4 option-A basic
+    blocks; then two parallel basic blocks on the stage-3 map (BBN's "conventional" and
+    "re-balancing" branches) whose outputs are concatenated: 128 channels, 128-d features.
+    Kaiming-normal (fan-in) init of every conv, as the official ``_weights_init``.
+    """
+
+    def __init__(self, in_channels: int) -> None:
+        super().__init__()
+        self.stem = _conv_bn(in_channels, 16)
+        layers: list[nn.Module] = []
+        cin = 16
+        for i, (cout, n) in enumerate(((16, 5), (32, 5), (64, 4))):
+            for b in range(n):
+                layers.append(BasicBlockA(cin, cout, 2 if (b == 0 and i > 0) else 1))
+                cin = cout
+        self.stages = nn.Sequential(*layers)
+        self.cb_block = BasicBlockA(64, 64, 1)
+        self.rb_block = BasicBlockA(64, 64, 1)
+        self.feature_dim = 128
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight)
+
+    def forward_map(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.stages(self.stem(x))
+        return torch.cat([self.cb_block(out), self.rb_block(out)], dim=1)
+
+
+class TorchvisionResNet(Backbone):
+    """A torchvision ResNet/ResNeXt without its ``fc``: ``forward_map`` is ``layer4``'s output."""
+
+    def __init__(self, net: nn.Module, in_channels: int) -> None:
+        super().__init__()
+        if in_channels != 3:  # gray inputs: the same stem with the right number of channels
+            old = net.conv1
+            net.conv1 = nn.Conv2d(in_channels, old.out_channels, 7, 2, 3, bias=False)
+            nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+        self.feature_dim = net.fc.in_features
+        net.fc = nn.Identity()
+        self.net = net
+
+    def forward_map(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.net
+        x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
+        return n.layer4(n.layer3(n.layer2(n.layer1(x))))
+
+
+@register_backbone("resnet32-bbn")
+def resnet32_bbn(input_shape: tuple[int, ...]) -> Backbone:
+    return BBNResNet32(input_shape[0])
+
+
+@register_backbone("resnext50-32x4d")
+def resnext50_32x4d(input_shape: tuple[int, ...]) -> Backbone:
+    """ResNeXt-50 32×4d (Xie et al. 2017), torchvision's architecture, random init, 2048-d."""
+    from torchvision.models import resnext50_32x4d as tv_resnext50
+
+    return TorchvisionResNet(tv_resnext50(weights=None), input_shape[0])

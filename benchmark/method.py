@@ -75,6 +75,9 @@ class Method:
     hparams: ClassVar[dict[str, HParam]] = {}
     protocol_defaults: ClassVar[dict[str, Any]] = {}
     base: ClassVar[str | None] = None
+    #: ``loss`` reads only the batch's device tensors and needs no ``on_step_end``, so the whole
+    #: step may be captured in a CUDA graph (``bench run --fast graph``)
+    graph_safe: ClassVar[bool] = False
 
     def __init__(self, info: DatasetInfo, hp: Mapping[str, Any], device: torch.device) -> None:
         self.info = info
@@ -138,6 +141,11 @@ class Method:
 
     def calibrate(self, bundle: Bundle, trainer: Trainer) -> None:
         """Post-hoc fitting on non-test data (e.g. a temperature on ``val``); default none."""
+
+    def summary(self) -> dict[str, Any]:
+        """Values the method chose itself (e.g. a τ picked on ``val``); stored in the record's
+        ``details["method"]``. Default none."""
+        return {}
 
     # -- inference -----------------------------------------------------------------------
     def predict_batch(self, x: torch.Tensor) -> Outputs:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from typing import Any
 import torch
 
 import benchmark
+from benchmark import distributed
 from benchmark.data import load_bundle
 from benchmark.dataset import DATASETS, Bundle, Dataset
 from benchmark.device import autocast, environment, seed_everything, select_device
@@ -70,10 +72,14 @@ def split_settings(
 
 
 def resolve_hparams(
-    method: type[Method], dataset: type[Dataset], overrides: Mapping[str, Any]
+    method: type[Method],
+    dataset: type[Dataset],
+    overrides: Mapping[str, Any],
+    protocol_name: str | None = None,
 ) -> dict[str, Any]:
-    """Protocol defaults < dataset protocol < base's and method's protocol defaults < --set."""
-    defaults: dict[str, Any] = protocol(dataset.protocol)
+    """Protocol defaults < dataset protocol (or ``protocol_name``) < base's and method's
+    protocol defaults < --set."""
+    defaults: dict[str, Any] = protocol(protocol_name or dataset.protocol)
     chain = []
     cls: type[Method] | None = method
     while cls is not None:
@@ -119,6 +125,8 @@ class Runner:
     device: torch.device = field(default_factory=lambda: select_device("auto"))
     data_root: str | Path | None = None
     progress: bool = True
+    fast: str = "off"  # CUDA fast training path (benchmark.fast_step)
+    protocol: str | None = None  # a named protocol instead of the dataset's own
     _bundles: dict[str, Bundle] = field(default_factory=dict)
 
     def bundle(self, dataset: str, options: Mapping[str, Any]) -> Bundle:
@@ -151,7 +159,7 @@ class Runner:
                     f"(splits: {', '.join(sorted(bundle.splits))})"
                 )
         t_data = time.perf_counter() - t_start
-        hparams = resolve_hparams(mcls, dcls, hp_over)
+        hparams = resolve_hparams(mcls, dcls, hp_over, self.protocol)
         code = code_version(mcls, dcls)
         identity = RunRecord.identity(
             method=method,
@@ -177,8 +185,11 @@ class Runner:
         *,
         extra_splits: Sequence[str] = (),
         predictions: bool = False,
-    ) -> tuple[RunRecord, bool]:
+    ) -> tuple[RunRecord | None, bool]:
         """One run; returns (record, whether it was already in the store).
+
+        Under torchrun only rank 0 evaluates and writes; the other ranks train and return
+        (None, False).
 
         ``extra_splits`` (e.g. ``("val",)`` for model selection) are evaluated too and stored
         under their names in ``record.metrics``; they enter the run id only when given.
@@ -196,13 +207,23 @@ class Runner:
 
         if done():
             return self.store.get(run_id), True
-        with self.store.lock(run_id):
+        # only rank 0 locks: other torchrun ranks must not wait on a lock that rank 0 holds
+        # while it waits for them in the gradient all-reduce
+        lock = self.store.lock(run_id) if distributed.is_main() else contextlib.nullcontext()
+        with lock:
             if done():  # another process finished it while we waited for the lock
                 return self.store.get(run_id), True
-            trainer = Trainer(self.device, seed=seed, progress=self.progress)
+            trainer = Trainer(
+                self.device,
+                seed=seed,
+                progress=self.progress and distributed.is_main(),
+                fast=self.fast,
+            )
             t0 = time.perf_counter()
             model, ckpt_key, trained = self.trained(p.mcls, bundle, hparams, seed, trainer)
             t_train = time.perf_counter() - t0
+            if not distributed.is_main():
+                return None, False
             t0 = time.perf_counter()
             outputs: dict[str, Outputs] = {}
             metrics, details, conventions = self.evaluate(
@@ -212,6 +233,8 @@ class Runner:
                 splits=(*bundle.eval_splits, *p.extra_splits),
                 outputs=outputs,
             )
+            if model.summary():
+                details["method"] = model.summary()
             t_eval = time.perf_counter() - t0
             if predictions:  # before the record: a crash in between leaves no record behind
                 self.store.save_predictions(run_id, outputs)
@@ -237,6 +260,8 @@ class Runner:
                     "eval_s": round(t_eval, 3),
                     "total_s": round(time.perf_counter() - t_start, 3),
                     "checkpoint": "trained" if trained else "cached",
+                    "train_path": self.fast if trained else "",
+                    "processes": distributed.world_size(),
                     "train_history": trainer.history,
                 },
                 environment=environment(self.device),
@@ -264,7 +289,8 @@ class Runner:
             base, key, trained = self.trained(bcls, bundle, base_hp, seed, trainer)
             method = mcls(info, hparams, self.device)
             method.adopt(base)
-            method.calibrate(bundle, trainer)
+            if distributed.is_main():
+                method.calibrate(bundle, trainer)
             return method, key, trained
         method = mcls(info, hparams, self.device)
         seed_everything(seed)
@@ -286,6 +312,8 @@ class Runner:
             return method, key, False
         seed_everything(seed)
         method.fit(bundle.splits["train"], trainer)
+        if not distributed.is_main():
+            return method, key, True
         self.store.save_checkpoint(
             key,
             {

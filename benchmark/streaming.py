@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from benchmark import distributed
 from benchmark.device import autocast
 from benchmark.errors import BenchError
 from benchmark.imagefiles import (
@@ -391,6 +392,8 @@ def fit(trainer: Trainer, method: Method, split: Split) -> None:
     n = len(split)
     bs = min(hp.batch_size, n)
     steps = n // bs
+    local = distributed.local_batch(bs)  # under torchrun each rank takes a slice of the batch
+    offset = distributed.rank() * local
     gen = torch.Generator().manual_seed(trainer.seed)
     stream = Stream(inputs, mode, device, seed=trainer.seed)
     step = 0
@@ -405,6 +408,7 @@ def fit(trainer: Trainer, method: Method, split: Split) -> None:
             method.on_epoch_start(epoch)
             model.train()
             perm = torch.randperm(n, generator=gen)[: steps * bs].view(steps, bs)
+            perm = perm[:, offset : offset + local]
             total = torch.zeros((), device=device)
             start = time.perf_counter()
             for x, positions in stream.batches(perm, epoch):
@@ -421,11 +425,12 @@ def fit(trainer: Trainer, method: Method, split: Split) -> None:
                     loss = method.loss(batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                distributed.average_gradients(model)
                 optimizer.step()
                 method.on_step_end(batch)
                 total += loss.detach().float()
                 step += 1
-            mean_loss = float(total) / max(1, steps)
+            mean_loss = float(distributed.mean(total)) / max(1, steps)
             seconds = time.perf_counter() - start
             if not math.isfinite(mean_loss):
                 raise BenchError(
@@ -443,6 +448,7 @@ def fit(trainer: Trainer, method: Method, split: Split) -> None:
             )
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{mean_loss:.3f}", img_s=f"{steps * bs / seconds:.0f}")
+        distributed.average_buffers(model)  # BN statistics and running averages of all ranks
     finally:
         stream.close()
 

@@ -2,18 +2,26 @@
 
 Data that fits in memory is moved to the device once as uint8; every step indexes a batch,
 augments it on the device (random crop with padding, horizontal flip), normalises it and
-calls the method's ``loss``. No host synchronisation happens inside an epoch.
+calls the method's ``loss``. No host synchronisation happens inside an epoch: the shuffle and
+the augmentation draw from generators on the device, the loss is summed on the device and
+read once per epoch.
+
+Under ``torchrun`` each rank takes its slice of every global batch and gradients are averaged
+across ranks (``benchmark.distributed``). On CUDA, ``Trainer(fast=...)`` switches to the
+static-shape step of ``benchmark.fast_step`` (``torch.compile`` and/or one CUDA graph per step).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
+from benchmark import distributed
 from benchmark.device import autocast
 from benchmark.errors import BenchError
 from benchmark.hparams import Choice, HParam, LogUniform
@@ -76,13 +84,19 @@ def lr_factor(hp: Any, epoch: int) -> float:
 
 @dataclass
 class Trainer:
-    """Runs ``method.loss`` over a split for ``hp.epochs`` and batches ``method.predict_batch``."""
+    """Runs ``method.loss`` over a split for ``hp.epochs`` and batches ``method.predict_batch``.
+
+    ``fast``: ``"off"`` (the plain loop below), or on CUDA only ``"compile"``, ``"graph"``,
+    ``"compile-graph"`` (``benchmark.fast_step``).
+    """
 
     device: torch.device
     seed: int = 0
     progress: bool = True
     eval_batch_size: int = 1024
     history: list[dict[str, float]] = field(default_factory=list)
+    fast: str = "off"
+    _stats: dict[Any, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
 
     # -- input pipeline ------------------------------------------------------------------
     def normalise(self, x: torch.Tensor, info: DatasetInfo) -> torch.Tensor:
@@ -90,31 +104,45 @@ class Trainer:
         scaled (e.g. a perturbed image); then the dataset's mean/std are applied."""
         x = x.to(self.device, non_blocking=True)
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-        mean = torch.tensor(info.mean, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(info.std, device=x.device).view(1, -1, 1, 1)
+        key = (x.device, info.mean, info.std)
+        if key not in self._stats:  # built once: no host-to-device copy per step
+            self._stats[key] = (
+                torch.tensor(info.mean, device=x.device).view(1, -1, 1, 1),
+                torch.tensor(info.std, device=x.device).view(1, -1, 1, 1),
+            )
+        mean, std = self._stats[key]
         x = (x - mean) / std
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
-    def augment(self, x: torch.Tensor, mode: str, gen: torch.Generator) -> torch.Tensor:
-        """Random crop with zero padding of H/8 and/or horizontal flip, per sample, on device."""
+    def augment(self, x: torch.Tensor, mode: str, gen: torch.Generator | None) -> torch.Tensor:
+        """Random crop with zero padding of H/8 and/or horizontal flip, per sample, on device.
+        Random numbers come from ``gen``, which lives on ``x``'s device."""
         if mode == "none":
             return x
         b, c, h, w = x.shape
+        dev = x.device
         if "crop" in mode:
             pad = max(1, h // 8)
-            offsets = torch.randint(0, 2 * pad + 1, (2, b), generator=gen).to(x.device)
+            offsets = torch.randint(0, 2 * pad + 1, (2, b), generator=gen, device=dev)
             xp = F.pad(x, (pad, pad, pad, pad))
-            rows = (offsets[0][:, None] + torch.arange(h, device=x.device))[:, None, :, None]
-            cols = (offsets[1][:, None] + torch.arange(w, device=x.device))[:, None, None, :]
-            bi = torch.arange(b, device=x.device)[:, None, None, None]
-            ci = torch.arange(c, device=x.device)[None, :, None, None]
+            rows = (offsets[0][:, None] + torch.arange(h, device=dev))[:, None, :, None]
+            cols = (offsets[1][:, None] + torch.arange(w, device=dev))[:, None, None, :]
+            bi = torch.arange(b, device=dev)[:, None, None, None]
+            ci = torch.arange(c, device=dev)[None, :, None, None]
             x = xp[bi, ci, rows, cols]
         if "flip" in mode:
-            flip = (torch.rand(b, generator=gen) < 0.5).to(x.device).view(b, 1, 1, 1)
+            flip = (torch.rand(b, generator=gen, device=dev) < 0.5).view(b, 1, 1, 1)
             x = torch.where(flip, x.flip(3), x)
         return x
+
+    def generators(self) -> tuple[torch.Generator, torch.Generator]:
+        """(shuffle, augmentation) generators on the device, seeded from ``seed``: every rank
+        of a distributed run draws the same shuffle and its own augmentations."""
+        shuffle = torch.Generator(device=self.device).manual_seed(self.seed)
+        aug_seed = self.seed + 1 + 7919 * distributed.rank()
+        return shuffle, torch.Generator(device=self.device).manual_seed(aug_seed)
 
     # -- training ------------------------------------------------------------------------
     def fit(self, method: Method, split: Split) -> None:
@@ -128,55 +156,77 @@ class Trainer:
         model.to(self.device)
         if self.device.type == "cuda":
             model.to(memory_format=torch.channels_last)
-        optimizer = make_optimizer(hp, method.param_groups())
-        base_lrs = [g["lr"] for g in optimizer.param_groups]
         x_all = split.inputs.to(self.device)
         y_all = split.labels.to(self.device)
         attrs = {k: v.to(self.device) for k, v in split.attrs.items() if k != "mask"}
         n = len(split)
-        bs = min(hp.batch_size, n)
-        steps = n // bs
-        gen = torch.Generator().manual_seed(self.seed)
+        bs = min(hp.batch_size, n)  # the global batch; each rank takes `local` of it
+        local = distributed.local_batch(bs)
+        offset = distributed.rank() * local
+        steps = n // bs  # drop_last: every step has the same shape
+        shuffle_gen, aug_gen = self.generators()
+        if self.fast != "off":
+            from benchmark.fast_step import StaticStep
+
+            fast = StaticStep.create(self, method, x_all, y_all, attrs, local, offset, aug_gen)
+            optimizer = fast.optimizer
+        else:
+            optimizer = make_optimizer(hp, method.param_groups())
+        base_lrs = [float(g["lr"]) for g in optimizer.param_groups]
         step = 0
         bar = progress_bar(
             range(hp.epochs), desc=f"train {method.name}", unit="epoch", enabled=self.progress
         )
         for epoch in bar:
+            t0 = time.perf_counter()
             factor = lr_factor(hp, epoch)
             for group, lr in zip(optimizer.param_groups, base_lrs, strict=True):
-                group["lr"] = lr * factor
+                set_lr(group, lr * factor)
             method.on_epoch_start(epoch)
             model.train()
-            perm = torch.randperm(n, generator=gen)
-            total = torch.zeros((), device=self.device)
-            for s in range(steps):
-                idx = perm[s * bs : (s + 1) * bs].to(self.device)
-                x = self.augment(x_all[idx], hp.augment, gen)
-                batch = Batch(
-                    self.normalise(x, info),
-                    y_all[idx],
-                    {k: v[idx] for k, v in attrs.items()},
-                    idx,
-                    epoch,
-                    step,
-                )
-                with autocast(self.device):
-                    loss = method.loss(batch)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                method.on_step_end(batch)
-                total += loss.detach().float()
-                step += 1
-            mean_loss = float(total) / max(1, steps)
+            perm = torch.randperm(n, generator=shuffle_gen, device=self.device)
+            if self.fast != "off":
+                total = fast.run_epoch(perm, steps, bs)
+            else:
+                total = torch.zeros((), device=self.device)
+                for s in range(steps):
+                    idx = perm[s * bs + offset : s * bs + offset + local]
+                    x = self.augment(x_all[idx], hp.augment, aug_gen)
+                    batch = Batch(
+                        self.normalise(x, info),
+                        y_all[idx],
+                        {k: v[idx] for k, v in attrs.items()},
+                        idx,
+                        epoch,
+                        step,
+                    )
+                    with autocast(self.device):
+                        loss = method.loss(batch)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    distributed.average_gradients(model)
+                    optimizer.step()
+                    method.on_step_end(batch)
+                    total += loss.detach().float()
+                    step += 1
+            mean_loss = float(distributed.mean(total)) / max(1, steps)  # one sync per epoch
             if not math.isfinite(mean_loss):
                 raise BenchError(
                     f"training diverged (loss {mean_loss}) in epoch {epoch}; "
                     f"try a lower learning rate, e.g. --set lr={hp.lr / 10:g}"
                 )
-            self.history.append({"epoch": epoch, "loss": mean_loss, "lr": base_lrs[0] * factor})
+            self.history.append(
+                {
+                    "epoch": epoch,
+                    "loss": mean_loss,
+                    "lr": base_lrs[0] * factor,
+                    "seconds": round(time.perf_counter() - t0, 4),
+                    "images": steps * bs,
+                }
+            )
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{mean_loss:.3f}")
+        distributed.average_buffers(model)  # BN statistics and running averages of all ranks
 
     # -- inference -----------------------------------------------------------------------
     @torch.no_grad()
@@ -201,6 +251,14 @@ class Trainer:
         return Outputs.cat(parts)
 
 
+def set_lr(group: dict[str, Any], lr: float) -> None:
+    """Set a param group's learning rate; a tensor lr (CUDA-graph path) is filled in place."""
+    if isinstance(group["lr"], torch.Tensor):
+        group["lr"].fill_(lr)
+    else:
+        group["lr"] = lr
+
+
 def _float32(out: Outputs) -> Outputs:
     for name in ("logits", "features", "ood_score", "saliency", "probs_"):
         value = getattr(out, name)
@@ -209,9 +267,12 @@ def _float32(out: Outputs) -> Outputs:
     return out
 
 
-def make_optimizer(hp: Any, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
+def make_optimizer(hp: Any, groups: list[dict[str, Any]], **options: Any) -> torch.optim.Optimizer:
+    """SGD or Adam over ``groups``; ``options`` go to the optimiser (e.g. ``fused=True``)."""
     for g in groups:
         g.setdefault("lr", hp.lr)
     if hp.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=hp.lr, weight_decay=hp.weight_decay)
-    return torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        return torch.optim.Adam(groups, lr=hp.lr, weight_decay=hp.weight_decay, **options)
+    return torch.optim.SGD(
+        groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay, **options
+    )

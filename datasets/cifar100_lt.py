@@ -15,5 +15,6 @@ class CIFAR100LT(CifarLT):
     """CIFAR-100 training set cut long-tailed (imbalance 10/50/100/200), balanced test set."""
 
     version = "1"
+    protocol = "cifar100-lt"  # the cifar-lt recipe with this dataset's TDE alpha
     source = "cifar100"
     layout = """DIR/cifar-100-python/{train, test, meta} (the extracted cifar-100-python.tar.gz)"""

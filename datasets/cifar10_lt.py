@@ -16,6 +16,7 @@ class CIFAR10LT(CifarLT):
     """CIFAR-10 training set cut long-tailed (imbalance 10/50/100/200), balanced test set."""
 
     version = "1"
+    protocol = "cifar10-lt"  # the cifar-lt recipe with this dataset's TDE alpha
     source = "cifar10"
     layout = """DIR/cifar-10-batches-py/{data_batch_1, ..., data_batch_5, test_batch,
         batches.meta} (the extracted cifar-10-python.tar.gz)"""

@@ -13,6 +13,7 @@ from benchmark.cli import (
     leaderboard,
     listing,
     perf,
+    plot,
     report,
     run,
     show,
@@ -35,6 +36,7 @@ COMMANDS = (
     submit,
     verify,
     report,
+    plot,
     cache,
     perf,
 )
@@ -48,6 +50,8 @@ EPILOG = """examples:
   bench sweep --method erm --dataset glyph-lt --grid lr=0.01,0.1 --select val-acc --seed 0 1 2
   bench perf metrics
   bench cache imagenet-lt --data-root /data --measure 2000
+  bench plot --dataset glyph-lt --method 'ce,deconfound,tde' --out per_class.png
+  bench perf train --backbone resnet32 --batch-size 128
 """
 
 

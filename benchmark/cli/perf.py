@@ -543,4 +543,11 @@ def add_metrics(targets: Any, common: argparse.ArgumentParser) -> None:
 
 
 #: ``bench perf`` targets: each adds one subcommand
-TARGETS = [add_metrics]
+def add_train(targets: Any, common: argparse.ArgumentParser) -> None:
+    """``bench perf train``: see ``benchmark.perf_train``."""
+    from benchmark.perf_train import add_train as add
+
+    add(targets, common)
+
+
+TARGETS = [add_metrics, add_train]

@@ -32,6 +32,16 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--data-root", help="root folder of real datasets (else $BENCH_DATA)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    p.add_argument(
+        "--protocol",
+        help="a named training protocol instead of the dataset's own (e.g. cifar100-lt)",
+    )
+    p.add_argument(
+        "--fast",
+        default="off",
+        choices=("off", "compile", "graph", "compile-graph"),
+        help="CUDA only: torch.compile and/or capture each training step in a CUDA graph",
+    )
     p.add_argument("--results", help="results folder (else $BENCH_RESULTS, else ./results)")
     p.add_argument(
         "--eval-split",
@@ -49,14 +59,21 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from benchmark import distributed
     from benchmark.device import select_device
     from benchmark.runner import Runner
     from benchmark.store import Store
     from benchmark.tables import run_table
 
     settings = parse_assignments(args.set)
+    device = distributed.init_from_env(select_device(args.device))  # torchrun: one rank each
     runner = Runner(
-        Store(args.results), select_device(args.device), args.data_root, progress=not args.quiet
+        Store(args.results),
+        device,
+        args.data_root,
+        progress=not args.quiet,
+        fast=args.fast,
+        protocol=args.protocol,
     )
     records = []
     for seed in args.seed:
@@ -68,6 +85,8 @@ def main(args: argparse.Namespace) -> int:
             extra_splits=args.eval_split,
             predictions=args.predictions,
         )
+        if record is None:  # a torchrun rank other than 0: rank 0 reports
+            continue
         if not args.quiet:
             state = "already in the store" if cached else f"{record.timings['total_s']:.1f} s"
             print(
@@ -75,6 +94,11 @@ def main(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         records.append(record)
+    if distributed.active():  # torchrun: leave together once rank 0 has written everything
+        distributed.barrier()
+        distributed.shutdown()
+        if distributed.rank_at_launch() != 0:
+            return 0
     if args.json:
         print(json.dumps([r.to_dict() for r in records], indent=1))
     else:
