@@ -22,7 +22,6 @@ position), so the paths and any number of workers draw the same ones.
 from __future__ import annotations
 
 import io
-import math
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -371,7 +370,7 @@ def _chunks(n: int, size: int) -> list[list[int]]:
 def fit(trainer: Trainer, method: Method, split: Split) -> None:
     """``Trainer.fit`` for on-disk inputs: the same protocol (lr schedule per epoch, hooks,
     divergence check), batches streamed from the decode path."""
-    from benchmark.training import Batch, lr_factor, make_optimizer
+    from benchmark.training import Batch, make_optimizer
 
     hp, info, model = method.hp, method.info, method.model
     assert model is not None, "method.setup() builds the model before fit"
@@ -402,15 +401,11 @@ def fit(trainer: Trainer, method: Method, split: Split) -> None:
     )
     try:
         for epoch in bar:
-            factor = lr_factor(hp, epoch)
-            for group, lr in zip(optimizer.param_groups, base_lrs, strict=True):
-                group["lr"] = lr * factor
-            method.on_epoch_start(epoch)
-            model.train()
+            start = time.perf_counter()
+            factor = trainer.start_epoch(method, optimizer, base_lrs, epoch)
             perm = torch.randperm(n, generator=gen)[: steps * bs].view(steps, bs)
             perm = perm[:, offset : offset + local]
             total = torch.zeros((), device=device)
-            start = time.perf_counter()
             for x, positions in stream.batches(perm, epoch):
                 idx = positions.to(device)
                 batch = Batch(
@@ -421,33 +416,14 @@ def fit(trainer: Trainer, method: Method, split: Split) -> None:
                     epoch,
                     step,
                 )
-                with autocast(device):
-                    loss = method.loss(batch)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                distributed.average_gradients(model)
-                optimizer.step()
-                method.on_step_end(batch)
-                total += loss.detach().float()
+                total += trainer.train_step(method, optimizer, batch)
                 step += 1
-            mean_loss = float(distributed.mean(total)) / max(1, steps)
-            seconds = time.perf_counter() - start
-            if not math.isfinite(mean_loss):
-                raise BenchError(
-                    f"training diverged (loss {mean_loss}) in epoch {epoch}; "
-                    f"try a lower learning rate, e.g. --set lr={hp.lr / 10:g}"
-                )
-            trainer.history.append(
-                {
-                    "epoch": epoch,
-                    "loss": mean_loss,
-                    "lr": base_lrs[0] * factor,
-                    "images_per_s": round(steps * bs / max(seconds, 1e-9), 1),
-                    "decode": mode,
-                }
+            mean_loss = trainer.end_epoch(
+                method, epoch, total, steps, steps * bs, base_lrs[0] * factor, start, decode=mode
             )
             if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{mean_loss:.3f}", img_s=f"{steps * bs / seconds:.0f}")
+                speed = trainer.history[-1]["images_per_s"]
+                bar.set_postfix(loss=f"{mean_loss:.3f}", img_s=f"{speed:.0f}")
         distributed.average_buffers(model)  # BN statistics and running averages of all ranks
     finally:
         stream.close()

@@ -179,11 +179,7 @@ class Trainer:
         )
         for epoch in bar:
             t0 = time.perf_counter()
-            factor = lr_factor(hp, epoch)
-            for group, lr in zip(optimizer.param_groups, base_lrs, strict=True):
-                set_lr(group, lr * factor)
-            method.on_epoch_start(epoch)
-            model.train()
+            factor = self.start_epoch(method, optimizer, base_lrs, epoch)
             perm = torch.randperm(n, generator=shuffle_gen, device=self.device)
             if self.fast != "off":
                 total = fast.run_epoch(perm, steps, bs)
@@ -200,33 +196,73 @@ class Trainer:
                         epoch,
                         step,
                     )
-                    with autocast(self.device):
-                        loss = method.loss(batch)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    distributed.average_gradients(model)
-                    optimizer.step()
-                    method.on_step_end(batch)
-                    total += loss.detach().float()
+                    total += self.train_step(method, optimizer, batch)
                     step += 1
-            mean_loss = float(distributed.mean(total)) / max(1, steps)  # one sync per epoch
-            if not math.isfinite(mean_loss):
-                raise BenchError(
-                    f"training diverged (loss {mean_loss}) in epoch {epoch}; "
-                    f"try a lower learning rate, e.g. --set lr={hp.lr / 10:g}"
-                )
-            self.history.append(
-                {
-                    "epoch": epoch,
-                    "loss": mean_loss,
-                    "lr": base_lrs[0] * factor,
-                    "seconds": round(time.perf_counter() - t0, 4),
-                    "images": steps * bs,
-                }
+            mean_loss = self.end_epoch(
+                method, epoch, total, steps, steps * bs, base_lrs[0] * factor, t0
             )
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{mean_loss:.3f}")
         distributed.average_buffers(model)  # BN statistics and running averages of all ranks
+
+    # -- pieces of a training epoch, shared with the streaming loop -------------------------
+    def start_epoch(
+        self, method: Method, optimizer: torch.optim.Optimizer, base_lrs: list[float], epoch: int
+    ) -> float:
+        """Set this epoch's learning rates, call the method's hook; returns the lr factor."""
+        factor = lr_factor(method.hp, epoch)
+        for group, lr in zip(optimizer.param_groups, base_lrs, strict=True):
+            set_lr(group, lr * factor)
+        method.on_epoch_start(epoch)
+        assert method.model is not None
+        method.model.train()
+        return factor
+
+    def train_step(
+        self, method: Method, optimizer: torch.optim.Optimizer, batch: Batch
+    ) -> torch.Tensor:
+        """One optimisation step (loss, backward, gradient all-reduce, update, hook); returns
+        the detached loss, left on the device (no host synchronisation)."""
+        with autocast(self.device):
+            loss = method.loss(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        distributed.average_gradients(method.model)
+        optimizer.step()
+        method.on_step_end(batch)
+        return loss.detach().float()
+
+    def end_epoch(
+        self,
+        method: Method,
+        epoch: int,
+        total: torch.Tensor,
+        steps: int,
+        images: int,
+        lr: float,
+        t0: float,
+        **extra: Any,
+    ) -> float:
+        """Mean loss over the ranks (the epoch's one host sync), divergence check, history."""
+        mean_loss = float(distributed.mean(total)) / max(1, steps)
+        if not math.isfinite(mean_loss):
+            raise BenchError(
+                f"training diverged (loss {mean_loss}) in epoch {epoch}; "
+                f"try a lower learning rate, e.g. --set lr={method.hp.lr / 10:g}"
+            )
+        seconds = time.perf_counter() - t0
+        self.history.append(
+            {
+                "epoch": epoch,
+                "loss": mean_loss,
+                "lr": lr,
+                "seconds": round(seconds, 4),
+                "images": images,
+                "images_per_s": round(images / max(seconds, 1e-9), 1),
+                **extra,
+            }
+        )
+        return mean_loss
 
     # -- inference -----------------------------------------------------------------------
     @torch.no_grad()
