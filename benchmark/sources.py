@@ -30,9 +30,14 @@ def source_hash(obj: Any) -> str:
             path = inspect.getsourcefile(cls)
         except TypeError:
             continue
-        if path and not Path(path).resolve().is_relative_to(_CORE):
+        if path and _is_plugin_file(Path(path).resolve()):
             h.update(_file_hash(str(Path(path).resolve())).encode())
     return h.hexdigest()[:16]
+
+
+def _is_plugin_file(path: Path) -> bool:
+    """Outside the core package, or a built-in plugin shipped inside the wheel."""
+    return not path.is_relative_to(_CORE) or path.is_relative_to(_CORE / "_builtin")
 
 
 @functools.cache
@@ -41,7 +46,7 @@ def core_hash() -> str:
     h = hashlib.sha256()
     for path in sorted(_CORE.rglob("*.py")):
         rel = path.relative_to(_CORE)
-        if rel.parts[0] in ("cli",) or rel.name in NOT_COMPUTATIONAL:
+        if rel.parts[0] in ("cli", "_builtin") or rel.name in NOT_COMPUTATIONAL:
             continue
         h.update(str(rel).encode())
         h.update(_file_hash(str(path)).encode())

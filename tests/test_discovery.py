@@ -190,8 +190,9 @@ def test_installed_wheel_ships_plugins_and_keeps_datasets(tmp_path: Path) -> Non
     code = (
         "import datasets, benchmark; from benchmark.plugins import builtin_dir; "
         "benchmark.load_plugins(); from benchmark.method import METHODS; "
+        "from benchmark.sources import core_hash, source_hash; "
         "print(benchmark.__file__, builtin_dir('methods'), 'erm' in METHODS, "
-        "hasattr(datasets, 'load_dataset'))"
+        "hasattr(datasets, 'load_dataset'), core_hash(), source_hash(METHODS.get('tde')))"
     )
     env = {**os.environ, "PYTHONPATH": str(target)}
     out = subprocess.run(
@@ -203,4 +204,9 @@ def test_installed_wheel_ships_plugins_and_keeps_datasets(tmp_path: Path) -> Non
         check=True,
     ).stdout.split()
     assert out[0].startswith(str(target)) and out[1].startswith(str(target))
-    assert out[2:] == ["True", "True"]
+    assert out[2:4] == ["True", "True"]
+    # the code hashes in run ids do not depend on how the package was installed
+    from benchmark.method import METHODS
+    from benchmark.sources import core_hash, source_hash
+
+    assert out[4:] == [core_hash(), source_hash(METHODS.get("tde"))]
