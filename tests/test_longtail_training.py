@@ -96,7 +96,8 @@ def test_data_parallel_training_with_torchrun(tmp_path: Path) -> None:
     global batch; under the CLI only rank 0 writes the record and the checkpoint."""
     worker = REPO / "tests" / "ddp_worker.py"
     path = os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
+    # the CPU (gloo) case on any machine: on a one-GPU machine rank 1 would find no GPU
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path, "CUDA_VISIBLE_DEVICES": ""}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     for _attempt in range(2):
         proc = subprocess.run(
