@@ -82,7 +82,8 @@ def main() -> None:
     imgs = sum(len(r) for r in rows)
     steady = sorted(per_batch[2:])[len(per_batch[2:]) // 2] if len(per_batch) > 3 else 0
     print("decode per batch (s/image, first three):", [round(v, 5) for v in per_batch[:3]])
-    print(f"decode after the first two batches: median {1 / steady:,.0f} images/s" if steady else "")
+    if steady:
+        print(f"decode after the first two batches: median {1 / steady:,.0f} images/s")
     print(
         f"sync={sync} clone={clone} workers={nw} {imgs / total:,.0f} images/s;",
         {k: round(v, 2) for k, v in t.items()},
