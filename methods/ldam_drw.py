@@ -8,6 +8,9 @@ Loss, NeurIPS 2019; official code kaidic/LDAM-DRW).
   class-balanced weights ``(1 − β)/(1 − β^{n_c})`` (β = 0.9999, normalised to sum to C) in
   PyTorch's weighted cross-entropy. The code re-weights at epoch 160 of 200; here at the
   fraction ``drw_at`` = 0.8 of the protocol's epochs (160 of 200 for ``cifar-lt``).
+- Outputs: the logits ``s·z`` the loss trains (Eq. 10 without the label's margin, unknown at test
+  time), so probabilities, ECE and MSP scores are those of the trained softmax; the argmax, hence
+  accuracy, is that of ``z`` as in the official evaluation.
 """
 
 from __future__ import annotations
@@ -17,7 +20,15 @@ import functools
 import torch
 from torch import nn
 
-from benchmark import Batch, Classifier, HParam, Uniform, build_backbone, register_method
+from benchmark import (
+    Batch,
+    Classifier,
+    HParam,
+    Outputs,
+    Uniform,
+    build_backbone,
+    register_method,
+)
 from benchmark.longtail import (
     LongTailMethod,
     NormedLinear,
@@ -59,3 +70,13 @@ class LDAMDRW(LongTailMethod):
     def loss(self, batch: Batch) -> torch.Tensor:
         weight = self.model.class_weight
         return ldam_loss(self.model(batch.x), batch.y, self.margins, self.hp.scale, weight)
+
+    def predict_batch(self, x: torch.Tensor) -> Outputs:
+        logits, features = self.model.forward_features(x)
+        logits = self.hp.scale * logits.float()
+        return Outputs(
+            logits=logits,
+            features=features,
+            ood_score=torch.softmax(logits, dim=1).max(dim=1).values,
+            ood_score_kind="msp",
+        )

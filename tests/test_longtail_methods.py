@@ -141,6 +141,19 @@ def test_ldam_drw_reweights_at_the_deferred_epoch() -> None:
     assert torch.allclose(m.model.class_weight, cb)
 
 
+def test_ldam_drw_outputs_the_scaled_logits_the_loss_trains() -> None:
+    """Probabilities (hence ECE, MSP) are softmax(s·cos), not softmax of the raw cosines."""
+    m = built("ldam-drw", scale="30")
+    m.model.eval()
+    x = torch.randn(4, *m.info.input_shape)
+    with torch.no_grad():
+        cosines = m.model(x)
+        out = m.predict_batch(x)
+    assert cosines.abs().max() <= 1 + 1e-6
+    assert torch.allclose(out.logits, 30 * cosines, atol=1e-5)
+    assert torch.allclose(out.ood_score, torch.softmax(30 * cosines, 1).max(1).values, atol=1e-6)
+
+
 def test_deconfound_momentum_schedule() -> None:
     m = built("deconfound", ma_schedule="lr", lr="0.2", epochs="10")
     m.on_epoch_start(0)  # lr 0.2: 50·lr > 1 -> μ = 0.9
