@@ -159,7 +159,8 @@ def test_cli_dry_run_json_and_incompatible_pairs(cli, results: Path, tmp_path: P
         "--seed", "0", "1", "--dry-run", "--results", results,
     )  # fmt: skip
     assert code == 0, err
-    assert "2 runs:" in out and "skipped: ood-only on glyph-lt" in out
+    assert "2 runs:" in out and "skipped: 1 (method, dataset) pair(s) of different tracks" in out
+    assert "e.g. ood-only on glyph-lt" in out
     assert not results.exists()
     sets = [a for pair in tiny_settings("glyph-lt") for a in ("--set", pair)]
     code, out, err = cli(

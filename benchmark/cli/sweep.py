@@ -133,9 +133,23 @@ def dry_run(sweep: Any) -> int:
             f"then the configuration chosen by {sweep.spec.select} on seeds "
             f"{' '.join(map(str, sweep.spec.seeds))} for each of {len(sweep.pairs)} pair(s)"
         )
-    for line in sweep.skipped:
-        print(f"skipped: {line}")
+    for line in skipped_lines(sweep.skipped):
+        print(line)
     return 0
+
+
+def skipped_lines(skipped: list[str]) -> list[str]:
+    """One line for the pairs a track mismatch rules out (``'*'`` makes many), every other
+    skip in full."""
+    other_track = [s for s in skipped if " runs on tracks " in s]
+    lines = [f"skipped: {s}" for s in skipped if s not in other_track]
+    if other_track:
+        lines.insert(
+            0,
+            f"skipped: {len(other_track)} (method, dataset) pair(s) of different tracks, "
+            f"e.g. {other_track[0]} (--json lists them all)",
+        )
+    return lines
 
 
 def as_json(result: Any) -> dict[str, Any]:
@@ -182,8 +196,7 @@ def summary(result: Any, store: Any) -> str:
                 disable_numparse=True,
             )
         )
-    for line in result.skipped:
-        lines.append(f"skipped: {line}")
+    lines.extend(skipped_lines(result.skipped))
     for o in result.failed:
         lines.append(f"failed: {o.job.method} on {o.job.dataset} seed {o.job.seed}: {o.error}")
     records = [store.get(o.run_id) for o in result.final.values() if o.run_id]
