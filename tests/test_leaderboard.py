@@ -187,4 +187,6 @@ def test_committed_leaderboard_is_valid_and_reproducible() -> None:
         for row in erm:
             args = shlex.split(row["reproduce"])
             assert args[:2] == ["bench", "run"] and row["seeds"] in " ".join(args)
-            assert float(row["acc_mean"]) > 0.2  # measured, not a placeholder
+            assert 0 <= float(row["acc_mean"]) <= 1
+            if name in ("glyph-lt", "colored-mnist"):  # biased-mnist's ERM is at chance (README)
+                assert float(row["acc_mean"]) > 0.2  # measured, not a placeholder
