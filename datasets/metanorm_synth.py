@@ -77,7 +77,10 @@ class MetanormSynth(Dataset):
     }
     protocol = {
         "backbone": "small-cnn",
-        "epochs": 15,
+        # 15 epochs left ERM's test accuracy seed-dependent (93.1 / 60.4 / 82.5); by 40 the
+        # training loss is ~1e-3 and seeds 0 1 2 agree (92.1 / 92.0 / 92.3, above the 83.3%
+        # that the main factor alone allows: the baseline uses the confounder, as in the paper)
+        "epochs": 40,
         "batch_size": 200,
         "optimizer": "adam",
         "lr": 1e-3,
