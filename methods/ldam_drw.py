@@ -72,11 +72,7 @@ class LDAMDRW(LongTailMethod):
         return ldam_loss(self.model(batch.x), batch.y, self.margins, self.hp.scale, weight)
 
     def predict_batch(self, x: torch.Tensor) -> Outputs:
-        logits, features = self.model.forward_features(x)
-        logits = self.hp.scale * logits.float()
-        return Outputs(
-            logits=logits,
-            features=features,
-            ood_score=torch.softmax(logits, dim=1).max(dim=1).values,
-            ood_score_kind="msp",
-        )
+        out = super().predict_batch(x)
+        out.logits = self.hp.scale * out.logits.float()
+        out.ood_score = torch.softmax(out.logits, dim=1).max(dim=1).values
+        return out
