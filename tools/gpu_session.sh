@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU measurements for the closing notes, run on a lent GPU machine from the repo root:
-#   bash tools/gpu_session.sh STAGE [STAGE ...]     (stages: env tests metrics train decode e2e evidence)
+#   bash tools/gpu_session.sh STAGE [STAGE ...]
+# stages: env tests metrics train decode probe e2e evidence
 # Needs the dcor wheel in .whl/ (see the device tool's README); logs go to $OUT (or ./gpu-out).
 set -u
 OUT=${OUT:-gpu-out}; mkdir -p "$OUT"
@@ -40,18 +41,30 @@ train() {
     echo "bs=$bs rc=$?"; tail -c 1500 "$OUT/perf_train_$bs.json"; echo
   done
 }
+fake_imagenet() {  # written once per machine
+  [ -d /tmp/fake-imagenet ] || python3 tools/fake_imagenet_lt.py /tmp/fake-imagenet --classes 100 --train 10000
+}
 decode() {
   step decode
-  python3 tools/fake_imagenet_lt.py /tmp/fake-imagenet --classes 100 --train 10000
+  fake_imagenet
   timeout 300 python3 -m benchmark cache imagenet-lt --data-root /tmp/fake-imagenet --measure 8000 --quiet --workers 16 2>&1 | tail -14
 }
+probe() {
+  step where the gpu decode path spends its time
+  fake_imagenet
+  timeout 120 python3 tools/decode_probe.py /tmp/fake-imagenet/train 2048
+  timeout 120 python3 tools/stream_probe.py /tmp/fake-imagenet 9950
+}
 e2e() {
-  step e2e imagenet-lt resnext50 one epoch per decode path
-  for path in ${PATHS:-gpu cache cpu}; do
+  # ResNeXt-50 (the dataset's protocol, bf16), two epochs per decode path: the second epoch's
+  # images/s is the steady state (lr 0.02: the noise images diverge at the protocol's 0.2)
+  step e2e imagenet-lt per decode path
+  fake_imagenet
+  for path in ${PATHS:-cache gpu cpu}; do
     BENCH_DECODE=$path timeout 200 python3 -m benchmark run --method ce --dataset imagenet-lt --data-root /tmp/fake-imagenet \
-      --set epochs=1 --set batch_size=256 --quiet --json --results /tmp/results-$path > "$OUT/e2e_$path.json"
+      --set epochs=2 --set lr=0.02 --set batch_size=256 --quiet --json --results /tmp/results-$path > "$OUT/e2e_$path.json"
     echo "decode=$path rc=$?"
-    python3 -c "import json,sys; r=json.load(open(sys.argv[1]))[0]; print(r['timings'], r['hparams'].get('backbone'))" "$OUT/e2e_$path.json"
+    python3 -c "import json,sys; r=json.load(open(sys.argv[1]))[0]; [print(h) for h in r['timings']['train_history']]" "$OUT/e2e_$path.json"
   done
   step torchrun one GPU
   timeout 200 torchrun --nproc_per_node 1 -m benchmark run --method deconfound --dataset imagenet-lt --data-root /tmp/fake-imagenet \
