@@ -9,8 +9,13 @@ from benchmark.metric import as_labels, check_same_length
 
 
 def accuracy(preds: Any, labels: Any) -> float:
-    """Fraction correct. ``preds``: class indices (N,) or scores (N, C)."""
-    p, y = as_labels(preds, name="preds"), as_labels(labels, device=None)
+    """Fraction correct.
+
+    ``preds``: class indices (N,) or an integer (N, 1) column, or scores (N, C >= 2)
+    (arg-maxed); ``labels``: class indices (N,) or an integer (N, 1) column. A float (N, 1)
+    column is ambiguous and refused (``BenchError``), as are NaN and mismatched lengths.
+    """
+    p, y = as_labels(preds, name="preds", scores=True), as_labels(labels)
     check_same_length(preds=p, labels=y)
     return float((p == y.to(p.device)).double().mean())
 

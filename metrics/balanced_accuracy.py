@@ -14,8 +14,12 @@ from benchmark.metric import as_labels, check_same_length, per_class_accuracy
 
 
 def balanced_accuracy(preds: Any, labels: Any) -> float:
-    """Mean recall over classes present in ``labels``."""
-    p, y = as_labels(preds, name="preds"), as_labels(labels)
+    """Mean recall over classes present in ``labels``.
+
+    Inputs as for ``accuracy``: ``preds`` indices (N,) / integer (N, 1) or scores (N, C >= 2),
+    ``labels`` non-negative indices (N,) / integer (N, 1); ``BenchError`` otherwise.
+    """
+    p, y = as_labels(preds, name="preds", scores=True), as_labels(labels)
     check_same_length(preds=p, labels=y)
     y = y.to(p.device)
     if (y < 0).any():

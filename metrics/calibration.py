@@ -1,14 +1,24 @@
 """Calibration error of the top-label confidence: ECE (Naeini et al. 2015; Guo et al. 2017,
 eq. 3), MCE (its max-norm version) and adaptive ECE with equal-mass bins (Nixon et al. 2019).
 
-ECE = Σ_b (n_b / N) |acc(b) − conf(b)| over 15 equal-width bins of the confidence
-max_k p_k; empty bins weigh 0. The binning is that of torchmetrics'
-``multiclass_calibration_error`` (the reference): bin b holds confidences in
-[b/15, (b+1)/15), boundaries in the dtype of the probabilities, and a confidence of exactly
-1.0 falls in a bin of its own. MCE = max_b |acc(b) − conf(b)| over those bins (an empty bin
-counts 0). Adaptive ECE sorts the confidences (stable) and cuts them into ``n_bins`` runs of
-equal size (sizes differ by at most one, the longer runs first, as ``numpy.array_split``).
-The inputs are probabilities: rows must be finite, non-negative and sum to 1 within 1e-3.
+ECE = Σ_m (n_m / N) |acc(m) − conf(m)| over 15 equal-width bins of the confidence
+max_k p_k; empty bins weigh 0. MCE = max_m |acc(m) − conf(m)| (an empty bin counts 0).
+
+Binning (``binning=``):
+
+- ``"guo"`` (default): Guo et al. 2017, eq. 3, and their reference code: bin m holds
+  confidences in ((m − 1)/M, m/M], so a confidence of exactly 1.0 falls in the last bin (and
+  0 in the first). The edges are m/M rounded to the probabilities' dtype, so a confidence
+  written as 0.8 falls in (11/15, 12/15] in float32 as in float64.
+- ``"torchmetrics"``: torchmetrics' ``multiclass_calibration_error``: bin b holds
+  [b/M, (b+1)/M) with edges ``torch.linspace`` in the probabilities' dtype, and a confidence of
+  exactly 1.0 has a bin of its own (M + 1 bins).
+
+Adaptive ECE sorts the confidences (stable) and cuts them into ``n_bins`` runs of equal size
+(sizes differ by at most one, the longer runs first, as ``numpy.array_split``).
+The inputs are probabilities (N, C >= 2): rows must be finite, non-negative and sum to 1 (in
+float64) within 1e-3 for float32/float64, 4 machine epsilons for float16 (3.9e-3) and
+bfloat16 (3.1e-2). Labels are class indices (N,) or an integer (N, 1) column.
 """
 
 from __future__ import annotations
@@ -19,42 +29,20 @@ import numpy as np
 import torch
 
 from benchmark import EvalView, Metric, register_metric
-from benchmark.errors import BenchError
-from benchmark.metric import as_labels, check_same_length
+from benchmark.errors import BenchError, UnknownNameError
+from benchmark.metric import as_labels, check_probabilities, check_same_length
 
 N_BINS = 15
-SUM_TOLERANCE = 1e-3
+BINNINGS = ("guo", "torchmetrics")
 
 
 def _top_label(probs: Any, labels: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """(confidence, correct) per sample, after checking that ``probs`` are probabilities."""
     p = probs.detach() if isinstance(probs, torch.Tensor) else torch.as_tensor(np.asarray(probs))
-    if p.ndim != 2 or not p.is_floating_point():
-        raise BenchError(
-            f"probs must be a float (N, C) array of probabilities, got {p.dtype} {tuple(p.shape)}"
-        )
     y = as_labels(labels, device=p.device)
+    check_probabilities(p, name="probs")
     check_same_length(probs=p, labels=y)
-    sums = p.sum(dim=1)  # NaN and inf show up here
-    # every check from one host read (one device sync on the GPU, not five)
-    finite, lowest, worst, y_min, y_max = torch.stack(
-        [
-            torch.isfinite(sums).all().double(),
-            p.amin().double(),
-            (sums.double() - 1).abs().max(),
-            y.min().double(),
-            y.max().double(),
-        ]
-    ).tolist()
-    if not finite:
-        raise BenchError("probs contains NaN or infinite values")
-    if lowest < 0:
-        raise BenchError("probs has negative entries: pass probabilities (softmax), not logits")
-    if worst > SUM_TOLERANCE:
-        raise BenchError(
-            f"probs rows must sum to 1 (within {SUM_TOLERANCE}); one is off by {worst:.3g}: "
-            "pass probabilities (softmax), not logits"
-        )
+    y_min, y_max = torch.stack([y.min(), y.max()]).tolist()
     if y_min < 0 or y_max >= p.shape[1]:
         raise BenchError(f"labels must lie in [0, {p.shape[1]}) (one column of probs per class)")
     conf, pred = p.max(dim=1)
@@ -66,24 +54,45 @@ def _check_bins(n_bins: int) -> None:
         raise BenchError(f"n_bins must be a positive integer, got {n_bins!r}")
 
 
-def reliability_bins(probs: Any, labels: Any, n_bins: int = N_BINS) -> dict[str, torch.Tensor]:
-    """Equal-width bins: ``lo``, ``hi``, ``count``, ``accuracy``, ``confidence`` (n_bins + 1
-    entries; the last is the bin [1, 1]). Empty bins have accuracy and confidence 0."""
-    _check_bins(n_bins)
-    conf, correct = _top_label(probs, labels)
+def _check_binning(binning: str) -> None:
+    if binning not in BINNINGS:
+        raise UnknownNameError("ECE binning", binning, BINNINGS)
+
+
+def _bin_index(conf: torch.Tensor, n_bins: int, binning: str) -> tuple[torch.Tensor, ...]:
+    """(bin of each confidence, lower edges, upper edges) as float64 edges."""
+    if binning == "guo":
+        m = torch.arange(n_bins + 1, dtype=torch.float64, device=conf.device)
+        edges = (m / n_bins).to(conf.dtype).double()  # exact in float64 after the rounding
+        index = torch.bucketize(conf.double(), edges, right=False) - 1  # (lo, hi]
+        return index.clamp(0, n_bins - 1), edges[:-1], edges[1:]
     edges = torch.linspace(0, 1, n_bins + 1, dtype=conf.dtype, device=conf.device)
-    index = torch.bucketize(conf, edges, right=True) - 1
+    index = torch.bucketize(conf, edges, right=True) - 1  # [lo, hi), and 1.0 alone
+    return index, edges.double(), torch.cat([edges[1:], edges[-1:]]).double()
+
+
+def reliability_bins(
+    probs: Any, labels: Any, n_bins: int = N_BINS, binning: str = "guo"
+) -> dict[str, torch.Tensor]:
+    """Equal-width bins: ``lo``, ``hi``, ``count``, ``accuracy``, ``confidence`` (float64).
+
+    ``binning="guo"``: ``n_bins`` bins (lo, hi]; ``"torchmetrics"``: ``n_bins + 1`` bins
+    [lo, hi), the last being [1, 1]. Empty bins have accuracy and confidence 0.
+    """
+    _check_bins(n_bins)
+    _check_binning(binning)
+    conf, correct = _top_label(probs, labels)
+    index, lo, hi = _bin_index(conf, n_bins, binning)
     # count, Σ confidence, Σ correct per bin in one scatter (no bincount: on CUDA it reads the
     # largest index back to the host)
     values = torch.stack(
         [torch.ones_like(conf, dtype=torch.float64), conf.double(), correct.double()]
     )
-    sums = torch.zeros(3, n_bins + 1, dtype=torch.float64, device=conf.device)
+    sums = torch.zeros(3, len(lo), dtype=torch.float64, device=conf.device)
     count, conf_sum, hit_sum = sums.scatter_add_(1, index.expand(3, -1), values)
     safe = count.clamp(min=1)
-    hi = torch.cat([edges[1:], edges[-1:]]).double()
     return {
-        "lo": edges.double(),
+        "lo": lo,
         "hi": hi,
         "count": count,
         "accuracy": hit_sum / safe,
@@ -91,21 +100,28 @@ def reliability_bins(probs: Any, labels: Any, n_bins: int = N_BINS) -> dict[str,
     }
 
 
-def ece(probs: Any, labels: Any, n_bins: int = N_BINS) -> float:
-    """Expected calibration error (L1, equal-width bins, weights = bin frequency)."""
-    b = reliability_bins(probs, labels, n_bins)
+def ece(probs: Any, labels: Any, n_bins: int = N_BINS, binning: str = "guo") -> float:
+    """Expected calibration error (L1, equal-width bins, weights = bin frequency).
+
+    ``probs``: probabilities (N, C >= 2) in any float dtype; ``labels``: class indices (N,)
+    or an integer (N, 1) column; ``binning``: ``"guo"`` (Guo et al. 2017, default) or
+    ``"torchmetrics"`` (see the module docstring). Bad input is a ``BenchError``.
+    """
+    b = reliability_bins(probs, labels, n_bins, binning)
     gap = (b["accuracy"] - b["confidence"]).abs()
     return float((gap * b["count"]).sum() / b["count"].sum())
 
 
-def mce(probs: Any, labels: Any, n_bins: int = N_BINS) -> float:
-    """Maximum calibration error over the equal-width bins (empty bins count 0)."""
-    b = reliability_bins(probs, labels, n_bins)
+def mce(probs: Any, labels: Any, n_bins: int = N_BINS, binning: str = "guo") -> float:
+    """Maximum calibration error over the equal-width bins (empty bins count 0); arguments
+    as for ``ece``."""
+    b = reliability_bins(probs, labels, n_bins, binning)
     return float((b["accuracy"] - b["confidence"]).abs().max())
 
 
 def adaptive_ece(probs: Any, labels: Any, n_bins: int = N_BINS) -> float:
-    """ECE over equal-mass bins: sorted confidences cut into ``n_bins`` equal-size runs."""
+    """ECE over equal-mass bins: sorted confidences cut into ``n_bins`` equal-size runs
+    (inputs as for ``ece``)."""
     _check_bins(n_bins)
     conf, correct = _top_label(probs, labels)
     order = torch.sort(conf, stable=True).indices
@@ -130,11 +146,15 @@ def _table(b: dict[str, torch.Tensor]) -> list[dict[str, float]]:
 
 @register_metric("calibration")
 class Calibration(Metric):
-    """ECE, MCE (15 equal-width bins, torchmetrics binning) and adaptive ECE (equal mass)."""
+    """ECE, MCE (15 equal-width bins, Guo et al.'s binning) and adaptive ECE (equal mass)."""
 
     requires = ("probs", "labels")
     higher_is_better = {"ece": False, "mce": False, "adaptive_ece": False}
-    convention = "top-label confidence, 15 bins [b/15,(b+1)/15) + {1.0} (torchmetrics), L1"
+    binning = "guo"
+    convention = (
+        "top-label confidence, L1; binning guo: 15 bins ((m-1)/15, m/15], 1.0 in the last "
+        "(Guo et al. 2017 eq. 3); adaptive_ece: 15 equal-mass bins"
+    )
     functions = {
         "ece": ece,
         "mce": mce,
@@ -150,9 +170,11 @@ class Calibration(Metric):
         probs, labels = self._inputs(view)
         if len(labels) == 0:
             return {}
+        b = reliability_bins(probs, labels, binning=self.binning)
+        gap = (b["accuracy"] - b["confidence"]).abs()
         return {
-            "ece": ece(probs, labels),
-            "mce": mce(probs, labels),
+            "ece": float((gap * b["count"]).sum() / b["count"].sum()),
+            "mce": float(gap.max()),
             "adaptive_ece": adaptive_ece(probs, labels),
         }
 
@@ -160,4 +182,5 @@ class Calibration(Metric):
         probs, labels = self._inputs(view)
         if len(labels) == 0:
             return {}
-        return {"bins": _table(reliability_bins(probs, labels))}
+        bins = reliability_bins(probs, labels, binning=self.binning)
+        return {"binning": self.binning, "bins": _table(bins)}

@@ -25,7 +25,7 @@ import torch
 
 from benchmark import EvalView, Metric, register_metric
 from benchmark.errors import BenchError
-from benchmark.metric import as_tensor, check_same_length
+from benchmark.metric import as_labels, as_tensor, check_same_length, warn_undefined
 
 #: at most this many float64 entries per block of a distance matrix (128 MiB; 512 MiB on GPU)
 BLOCK_ELEMENTS = {"cpu": 2**24, "cuda": 2**26}
@@ -111,17 +111,12 @@ def dcor2(x: Any, y: Any, unbiased: bool = False, block_size: int | None = None)
     return float(xy / denominator)
 
 
-def dcor2_per_class(
+def _dcor2_per_class(
     features: Any, confounder: Any, labels: Any, min_samples: int = 4
 ) -> dict[str, Any]:
-    """Metadata Normalization's dcor²: U-statistic within each class, mean over classes.
-
-    Classes with fewer than ``min_samples`` (4, the U-statistic's minimum) are skipped.
-    Returns ``{"mean", "per_class": {c: value}, "counts": {c: n}}``.
-    """
     f = as_tensor(features, name="features")
     c = as_tensor(confounder, name="confounder", device=f.device)
-    y = as_tensor(labels, name="labels", device=f.device).long()
+    y = as_labels(labels, device=f.device)
     check_same_length(features=f, confounder=c, labels=y)
     per_class: dict[int, float] = {}
     counts: dict[int, int] = {}
@@ -131,8 +126,32 @@ def dcor2_per_class(
         if counts[int(k)] >= max(4, min_samples):
             per_class[int(k)] = dcor2(f[sel], c[sel], unbiased=True)
     values = list(per_class.values())
-    mean = sum(values) / len(values) if values else float("nan")
-    return {"mean": mean, "per_class": per_class, "counts": counts}
+    if not values:
+        need = max(4, min_samples)
+        reason = f"no class has the {need} samples the U-statistic needs"
+        return {
+            "mean": float("nan"),
+            "per_class": {},
+            "counts": counts,
+            "undefined": {"dcor2": reason},
+        }
+    return {"mean": sum(values) / len(values), "per_class": per_class, "counts": counts}
+
+
+def dcor2_per_class(
+    features: Any, confounder: Any, labels: Any, min_samples: int = 4
+) -> dict[str, Any]:
+    """Metadata Normalization's dcor²: U-statistic within each class, mean over classes.
+
+    ``features`` (n, p), ``confounder`` (n,) or (n, q), ``labels`` class indices (n,) or an
+    integer (n, 1) column. Classes with fewer than ``min_samples`` (4, the U-statistic's
+    minimum) are skipped. Returns ``{"mean", "per_class": {c: value}, "counts": {c: n}}``;
+    when no class is left, ``mean`` is NaN, ``"undefined"`` gives the reason and an
+    ``UndefinedMetricWarning`` is issued.
+    """
+    r = _dcor2_per_class(features, confounder, labels, min_samples)
+    warn_undefined(r.get("undefined", {}))
+    return r
 
 
 @register_metric("dcor")
@@ -149,7 +168,7 @@ class DistanceCorrelation(Metric):
         cached = getattr(self, "_cache", None)
         if cached is None or cached[0] is not view:
             keep = view.labels >= 0
-            result = dcor2_per_class(
+            result = _dcor2_per_class(
                 view.outputs.features[keep], view.attrs["confounder"][keep], view.labels[keep]
             )
             self._cache = (view, result)
@@ -160,4 +179,5 @@ class DistanceCorrelation(Metric):
 
     def details(self, view: EvalView) -> dict[str, Any]:
         r = self._result(view)
-        return {"per_class": r["per_class"], "counts": r["counts"]}
+        out = {"per_class": r["per_class"], "counts": r["counts"]}
+        return {**out, "undefined": r["undefined"]} if "undefined" in r else out

@@ -35,7 +35,7 @@ from torch import nn
 from benchmark import EvalView, Metric, register_metric
 from benchmark.device import autocast
 from benchmark.errors import BenchError, UnknownNameError
-from benchmark.metric import as_labels, as_tensor
+from benchmark.metric import as_labels, as_tensor, check_probabilities
 from benchmark.progress import progress_bar
 
 REFERENCE_PIXELS = 224 * 224
@@ -205,10 +205,15 @@ def curves(
             batch = torch.where(changed, finish[mode, img], start[mode, img])
             if p.substrate == "black":
                 batch = norm(batch)
-            probs = probs_fn(batch).float()
+            probs = probs_fn(batch)
+            if j0 == 0:  # the model's outputs must be probabilities (dtype-aware tolerance)
+                check_probabilities(probs, name="the model's probabilities")
+            probs = probs.float()
             if j0 == 0 and int(tg.max()) >= probs.shape[1]:
                 raise BenchError(f"a label is ≥ the model's {probs.shape[1]} classes")
             out[g0 + img, mode, k] = probs[torch.arange(len(j), device=device), tg[img]].double()
+    if not bool(torch.isfinite(out).all()):
+        raise BenchError("the model gave NaN or infinite probabilities on perturbed images")
     return {
         "insertion": out[:, 0],
         "deletion": out[:, 1],
@@ -252,7 +257,7 @@ def insertion_deletion(
                 y = model(x)
         else:
             y = model(x)
-        return torch.softmax(y.float(), dim=1) if outputs == "logits" else y.float()
+        return torch.softmax(y.float(), dim=1) if outputs == "logits" else y
 
     try:
         r = curves(probs_fn, images, saliency, labels, protocol, normalise, step, batch_size)

@@ -2,15 +2,19 @@
 
 Recipe ``thr0.5`` (default; Attention Lattice Adapter's ``compute_miou``): per image, min-max
 normalise the map to [0, 1], resize it bilinearly to the mask's size, foreground = pixels
-> 0.5 (strict); IoU = |P ∩ G| / |P ∪ G| with the mask binarised at 0.5 (uint8 masks are
-scaled by 1/255); mIoU = mean over images.
+> 0.5 (strict); IoU = |P ∩ G| / |P ∪ G| with the mask binarised at 0.5 after scaling to
+[0, 1]; mIoU = mean over images. Masks: bool, integers in {0, 1}, floats in [0, 1], or uint8
+0..255 (scaled by 1/255), except that a uint8 mask whose maximum is 1 is read as {0, 1}
+(``benchmark.metric.as_mask``; each mask on its own).
 
 Recipe ``mean`` (Chefer et al., CVPR 2021, ImageNet-Segmentation test): foreground = pixels
 of the normalised map above its own mean; background and foreground intersections and unions
 are summed over the dataset, and mIoU is the mean of the two classes' IoU.
 
 In both recipes an image whose mask is empty is excluded and counted (``n_empty_masks``); a
-constant map has an empty foreground (IoU 0 under ``thr0.5``).
+constant map has an empty foreground (IoU 0 under ``thr0.5``). When every mask is empty, mIoU
+is undefined: NaN with the reason (an ``UndefinedMetricWarning`` from the functions, the
+``undefined`` detail in a run record), never a silent NaN.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import torch.nn.functional as F
 
 from benchmark import EvalView, Metric, register_metric
 from benchmark.errors import BenchError, UnknownNameError
-from benchmark.metric import check_same_length
+from benchmark.metric import as_mask, check_same_length, warn_undefined
 
 RECIPES = ("thr0.5", "mean")
 #: pixels per chunk of images (bounds memory; chunks stay in cache on the CPU)
@@ -42,19 +46,10 @@ def _maps(x: Any, name: str, device: torch.device | None = None) -> torch.Tensor
 
 
 def binary_masks(masks: Any, device: torch.device | None = None) -> torch.Tensor:
-    """Object masks as bool: uint8 0–255 and floats in [0, 1] are thresholded at 0.5."""
-    m = _maps(masks, "masks", device)
-    if m.dtype == torch.bool:
-        return m
-    if m.dtype == torch.uint8:
-        return m > 127  # m / 255 > 0.5
-    if not m.is_floating_point():
-        if ((m != 0) & (m != 1)).any():
-            raise BenchError("integer masks must be 0/1 (or uint8 0–255, bool, floats in [0, 1])")
-        return m == 1
-    if not bool(((m >= 0) & (m <= 1)).all()):
-        raise BenchError("float masks must lie in [0, 1] (and not be NaN)")
-    return m > 0.5
+    """Object masks (N, H, W) as bool: > 0.5 after scaling to [0, 1] (uint8 by 1/255, or as
+    {0, 1} when a mask's maximum is 1); other integers than 0/1, NaN and floats outside [0, 1]
+    are a ``BenchError``."""
+    return as_mask(_maps(masks, "masks", device), name="masks", soft=True)
 
 
 def normalised_maps(saliency: Any, size: tuple[int, int]) -> torch.Tensor:
@@ -73,8 +68,7 @@ def normalised_maps(saliency: Any, size: tuple[int, int]) -> torch.Tensor:
     return s
 
 
-def miou_details(saliency: Any, masks: Any, recipe: str = "thr0.5") -> dict[str, Any]:
-    """``{"miou", "n_images", "n_empty_masks", "per_image" (thr0.5) or "per_class" (mean)}``."""
+def _miou(saliency: Any, masks: Any, recipe: str = "thr0.5") -> dict[str, Any]:
     if recipe not in RECIPES:
         raise UnknownNameError("mIoU recipe", recipe, RECIPES)
     device = next((t.device for t in (saliency, masks) if isinstance(t, torch.Tensor)), None)
@@ -102,7 +96,8 @@ def miou_details(saliency: Any, masks: Any, recipe: str = "thr0.5") -> dict[str,
                 union[c] += (pred | true).sum()
     out: dict[str, Any] = {"n_images": n - n_empty, "n_empty_masks": n_empty}
     if n_empty == n:
-        return {"miou": float("nan"), **out}
+        reason = f"all {n} masks are empty (no object pixel > 0.5 after scaling to [0, 1])"
+        return {"miou": float("nan"), **out, "undefined": {"miou": reason}}
     if recipe == "thr0.5":
         iou = torch.cat(per_image)
         return {"miou": float(iou.mean()), **out, "per_image": iou.tolist()}
@@ -110,9 +105,24 @@ def miou_details(saliency: Any, masks: Any, recipe: str = "thr0.5") -> dict[str,
     return {"miou": sum(ious) / len(ious), **out, "per_class": ious}
 
 
+def miou_details(saliency: Any, masks: Any, recipe: str = "thr0.5") -> dict[str, Any]:
+    """``{"miou", "n_images", "n_empty_masks", "per_image" (thr0.5) or "per_class" (mean)}``
+    (see ``miou``); an undefined mIoU (every mask empty) adds ``"undefined": {"miou": reason}``
+    and warns (``UndefinedMetricWarning``)."""
+    r = _miou(saliency, masks, recipe)
+    warn_undefined(r.get("undefined", {}))
+    return r
+
+
 def miou(saliency: Any, masks: Any, recipe: str = "thr0.5") -> float:
-    """Mean IoU of saliency maps (N, H, W) with object masks (N, H', W'); see the recipes."""
-    return miou_details(saliency, masks, recipe)["miou"]
+    """Mean IoU of saliency maps (N, H, W) with object masks (N, H', W'); see the recipes.
+
+    Masks: bool, 0/1 integers, floats in [0, 1], or uint8 0..255 (a uint8 mask whose maximum
+    is 1 is 0/1). NaN when every mask is empty, with an ``UndefinedMetricWarning``.
+    """
+    r = _miou(saliency, masks, recipe)
+    warn_undefined(r.get("undefined", {}))
+    return r["miou"]
 
 
 @register_metric("miou")
@@ -129,7 +139,7 @@ class MeanIoU(Metric):
         cached = getattr(self, "_cache", None)
         if cached is None or cached[0] is not view:
             keep = view.labels >= 0
-            r = miou_details(view.outputs.saliency[keep], view.attrs["mask"][keep], self.recipe)
+            r = _miou(view.outputs.saliency[keep], view.attrs["mask"][keep], self.recipe)
             self._cache = (view, r)
         return self._cache[1]
 
@@ -138,4 +148,5 @@ class MeanIoU(Metric):
 
     def details(self, view: EvalView) -> dict[str, Any]:
         r = self._result(view)
-        return {"recipe": self.recipe, "n_images": r["n_images"], "n_empty": r["n_empty_masks"]}
+        out = {"recipe": self.recipe, "n_images": r["n_images"], "n_empty": r["n_empty_masks"]}
+        return {**out, "undefined": r["undefined"]} if "undefined" in r else out

@@ -29,8 +29,12 @@ TPR_LEVEL = 0.95
 
 def _scores(x: Any, name: str, device: torch.device | None) -> torch.Tensor:
     t = as_tensor(x, name=name, device=device).double()
+    if t.ndim == 2 and t.shape[1] == 1:  # a column of scores: one per sample, unambiguous
+        t = t[:, 0]
     if t.ndim != 1:
-        raise BenchError(f"{name} must be 1-D (one score per sample), got shape {tuple(t.shape)}")
+        raise BenchError(
+            f"{name} must be one score per sample, (N,) or (N, 1), got shape {tuple(t.shape)}"
+        )
     if len(t) == 0:
         raise BenchError(f"{name} is empty: OoD metrics need both ID and OoD samples")
     return t
@@ -78,8 +82,9 @@ def _aupr(tps: torch.Tensor, fps: torch.Tensor) -> float:
 
 
 def ood(id_scores: Any, ood_scores: Any) -> dict[str, float]:
-    """``{"auroc", "fpr95", "fpr95_ood_positive", "aupr_in", "aupr_out"}`` from scores where
-    higher means more in-distribution. Empty sets, NaN and inf are errors."""
+    """``{"auroc", "fpr95", "fpr95_ood_positive", "aupr_in", "aupr_out"}`` from scores (N,)
+    or (N, 1) where higher means more in-distribution, in any float or integer dtype (read
+    in float64). Empty sets, NaN and inf are a ``BenchError``."""
     device = next((t.device for t in (id_scores, ood_scores) if isinstance(t, torch.Tensor)), None)
     s_id = _scores(id_scores, "id_scores", device)
     s_ood = _scores(ood_scores, "ood_scores", device).to(s_id.device)

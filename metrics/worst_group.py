@@ -14,10 +14,12 @@ from benchmark.metric import as_labels, check_same_length
 def worst_group_accuracy(preds: Any, labels: Any, groups: Any) -> dict[str, Any]:
     """Minimum per-group accuracy.
 
-    Returns ``{"worst", "worst_group" (its id), "per_group": {id: acc}, "counts": {id: n}}``.
+    ``preds``: indices or scores (N, C >= 2); ``labels``, ``groups``: integers (N,) or an
+    integer (N, 1) column. Returns ``{"worst", "worst_group" (its id), "per_group": {id: acc},
+    "counts": {id: n}}`` over the groups that have samples (so never NaN).
     """
-    p, y = as_labels(preds, name="preds"), as_labels(labels)
-    g = as_labels(groups, name="groups")
+    p, y = as_labels(preds, name="preds", scores=True), as_labels(labels)
+    g = as_labels(groups, name="groups", what="group ids")
     check_same_length(preds=p, labels=y, groups=g)
     y, g = y.to(p.device), g.to(p.device)
     ids, inverse = torch.unique(g, return_inverse=True)

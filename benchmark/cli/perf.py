@@ -192,7 +192,7 @@ def _ece(n: int, device: torch.device) -> Measured:
     dp, dl = probs.to(device), labels.to(device)
     fn = metric_fn("ece")
     return Measured(
-        lambda: fn(dp, dl),
+        lambda: fn(dp, dl, binning="torchmetrics"),  # the reference's binning
         lambda: float(multiclass_calibration_error(probs, labels, num_classes=10, n_bins=15)),
         "torchmetrics multiclass_calibration_error (cpu)",
         f"n={n:,}, 10 classes",
