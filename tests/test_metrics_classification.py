@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
 from benchmark import metric_fn
 from benchmark.errors import BenchError
+from benchmark.metric import UndefinedMetricWarning
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -66,7 +68,8 @@ def test_shot_accuracy_hand_computed() -> None:
 
 
 def test_shot_accuracy_empty_group_is_nan_and_absent_classes_are_skipped() -> None:
-    out = metric_fn("shot_accuracy")([0, 1, 1], [0, 1, 1], [500, 5, 50])
+    with pytest.warns(UndefinedMetricWarning, match="medium is undefined"):
+        out = metric_fn("shot_accuracy")([0, 1, 1], [0, 1, 1], [500, 5, 50])
     assert out["many"] == 1.0 and out["few"] == 1.0
     assert math.isnan(out["medium"])  # class 2 is medium but has no test sample
     with pytest.raises(BenchError, match="one train count per class"):
@@ -87,7 +90,8 @@ def test_aligned_conflicting() -> None:
         [0, 1, 1, 0], [0, 1, 0, 0], [True, True, False, False]
     )
     assert out == {"aligned": 1.0, "conflicting": 0.5}
-    only = metric_fn("aligned_conflicting_accuracy")([0], [0], [True])
+    with pytest.warns(UndefinedMetricWarning, match="conflicting is undefined"):
+        only = metric_fn("aligned_conflicting_accuracy")([0], [0], [True])
     assert math.isnan(only["conflicting"])
 
 
@@ -108,16 +112,22 @@ def test_group_and_shot_metrics_match_plain_loops(seed: int, n: int, k: int, g: 
     assert out["per_group"][out["worst_group"]] == out["worst"]
 
     counts = rng.randint(1, 300, k)
-    shot = metric_fn("shot_accuracy")(preds, labels, counts)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        shot = metric_fn("shot_accuracy")(preds, labels, counts)
     per_class = hit.groupby(labels).mean()  # only classes present in the labels
     for name, keep in (("many", counts > 100), ("medium", (counts >= 20) & (counts <= 100)),
                        ("few", counts < 20)):  # fmt: skip
         sel = [per_class[c] for c in np.flatnonzero(keep) if c in per_class.index]
         expected = np.mean(sel) if sel else float("nan")
         assert shot[name] == pytest.approx(expected, abs=1e-12, nan_ok=True)
+        warned = any(str(w.message).startswith(f"{name} is undefined") for w in caught)
+        assert warned == (not sel)  # a NaN comes with its reason, and only a NaN
 
     aligned = rng.rand(n) < 0.7
-    ac = metric_fn("aligned_conflicting_accuracy")(preds, labels, aligned)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        ac = metric_fn("aligned_conflicting_accuracy")(preds, labels, aligned)
     assert ac["aligned"] == pytest.approx(hit[aligned].mean(), abs=1e-12)
     assert ac["conflicting"] == pytest.approx(hit[~aligned].mean(), abs=1e-12, nan_ok=True)
 

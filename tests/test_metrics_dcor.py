@@ -14,6 +14,7 @@ from scipy.spatial.distance import cdist
 
 from benchmark import metric_fn
 from benchmark.errors import BenchError
+from benchmark.metric import UndefinedMetricWarning
 from benchmark.plugins.metrics import dcor as plugin
 
 dcor2 = metric_fn("dcor2")
@@ -153,4 +154,6 @@ def test_per_class_is_the_mean_of_class_u_statistics() -> None:
     assert out["per_class"] == pytest.approx(expected, abs=1e-10)  # class 3 has 3 samples
     assert out["counts"] == {0: 50, 1: 40, 2: 27, 3: 3}
     assert out["mean"] == pytest.approx(np.mean(list(expected.values())), abs=1e-10)
-    assert math.isnan(metric_fn("dcor2_per_class")(features[:3], confounder[:3], [0, 0, 0])["mean"])
+    with pytest.warns(UndefinedMetricWarning, match="4 samples"):
+        few = metric_fn("dcor2_per_class")(features[:3], confounder[:3], [0, 0, 0])
+    assert math.isnan(few["mean"]) and few["per_class"] == {}

@@ -14,6 +14,7 @@ from torch import nn
 
 from benchmark import metric_fn
 from benchmark.errors import BenchError
+from benchmark.metric import UndefinedMetricWarning
 from benchmark.plugins.metrics.insertion_deletion import blur, default_step, pixel_counts
 
 miou, insertion_deletion = metric_fn("miou"), metric_fn("insertion_deletion")
@@ -91,7 +92,8 @@ def test_miou_normalises_then_resizes_the_map_to_the_mask() -> None:
 
 def test_miou_edge_cases() -> None:
     masks = np.zeros((2, 4, 4), dtype=np.uint8)
-    assert math.isnan(miou(np.random.rand(2, 4, 4), masks))  # every mask empty
+    with pytest.warns(UndefinedMetricWarning, match="all 2 masks are empty"):
+        assert math.isnan(miou(np.random.rand(2, 4, 4), masks))  # every mask empty
     masks[:, :2] = 255
     perfect = np.zeros((2, 4, 4))
     perfect[:, :2] = 1.0

@@ -89,7 +89,7 @@ def test_bad_inputs_fail_loudly() -> None:
         ood([0.1, float("nan")], [0.3])
     with pytest.raises(BenchError, match="infinite"):
         ood([0.1], [float("inf")])
-    with pytest.raises(BenchError, match="1-D"):
+    with pytest.raises(BenchError, match="one score per sample"):
         ood(np.zeros((3, 2)), [0.3])
 
 
