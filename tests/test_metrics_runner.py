@@ -74,10 +74,18 @@ class ToyExplain(Toy):
         mask = torch.zeros(len(x), x.shape[2], x.shape[3], dtype=torch.uint8)
         mask[:, : x.shape[2] // 2] = 255
         mask[0] = 0  # one empty mask: excluded from mIoU and counted
+        mask[1] //= 255  # a 0/1 mask stored as uint8: read as 0/1, not as an empty 0..255 one
+        if self.name.endswith("empty"):
+            mask[:] = 0
         return {"mask": mask}
 
     def build(self, options, data_root):
         return self.bundle(self.splits(side=12))
+
+
+@register_dataset("toy-explain-empty")
+class ToyExplainEmpty(ToyExplain):
+    pass
 
 
 @register_method("toy-saliency")
@@ -108,10 +116,12 @@ def test_runner_computes_calibration_on_a_builtin_run(cli, results: Path) -> Non
     assert 0 <= test["ece"] <= test["mce"] <= 1 and 0 <= test["adaptive_ece"] <= 1
     bins = record["details"]["test"]["calibration"]["bins"]
     n = sum(b["count"] for b in bins)
-    assert len(bins) == 16 and n > 0
+    assert len(bins) == 15 and n > 0  # Guo et al.'s bins, 1.0 in the last one
+    assert bins[0]["lo"] == 0 and bins[-1]["hi"] == 1
     from_table = sum(b["count"] / n * abs(b["accuracy"] - b["confidence"]) for b in bins)
     assert from_table == pytest.approx(test["ece"], abs=1e-9)
-    assert "calibration" in record["conventions"]
+    assert record["details"]["test"]["calibration"]["binning"] == "guo"
+    assert "binning guo" in record["conventions"]["calibration"]
 
 
 def test_runner_computes_every_metric_family(cli, results: Path, tmp_path: Path) -> None:
@@ -141,3 +151,10 @@ def test_runner_computes_every_metric_family(cli, results: Path, tmp_path: Path)
     assert curve["protocol"] == "id" and curve["fraction"][-1] == 1.0
     assert "protocol id" in explain["conventions"]["insertion-deletion"]
     assert "thr0.5" in explain["conventions"]["miou"]
+    assert "undefined" not in explain["details"]["test"]["miou"]
+
+    # every mask empty: mIoU is NaN in the record, with its reason beside it
+    empty = run(cli, results, "--method", "toy-saliency", "--dataset", "toy-explain-empty", *common)
+    assert math.isnan(empty["metrics"]["test"]["miou"])
+    reason = empty["details"]["test"]["miou"]["undefined"]["miou"]
+    assert "masks are empty" in reason
