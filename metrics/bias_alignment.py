@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from benchmark import EvalView, Metric, register_metric
+from benchmark.errors import BenchError
 from benchmark.metric import as_labels, as_mask, check_same_length, warn_undefined
 
 
@@ -17,17 +18,17 @@ def _aligned_conflicting(
     a = as_mask(aligned, name="aligned", device=p.device)
     if a.ndim == 2 and a.shape[1] == 1:
         a = a[:, 0]
+    if a.ndim != 1:
+        raise BenchError(f"aligned must be one flag per sample (N,), got shape {tuple(a.shape)}")
     check_same_length(preds=p, labels=y, aligned=a)
     hit = (p == y.to(p.device)).double()
     out, reasons = {}, {}
-    for key, sel in (("aligned", a), ("conflicting", ~a)):
+    for key, sel, other in (("aligned", a, "conflicting"), ("conflicting", ~a, "aligned")):
         if sel.any():
             out[key] = float(hit[sel].mean())
         else:
             out[key] = float("nan")
-            reasons[key] = (
-                f"no {key} sample (every sample is {'conflicting' if sel is a else 'aligned'})"
-            )
+            reasons[key] = f"no {key} sample (every sample is {other})"
     return out, reasons
 
 

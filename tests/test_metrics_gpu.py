@@ -44,6 +44,26 @@ def test_cuda_matches_cpu() -> None:
     same("miou", torch.rand(20, 16, 16, generator=g), torch.rand(20, 16, 16, generator=g) > 0.6)
 
 
+def test_cuda_input_conventions_match_cpu() -> None:
+    """Integer columns, low-precision probabilities, uint8 0/1 and 0/255 masks, both binnings."""
+    g = torch.Generator().manual_seed(1)
+    labels = torch.randint(0, 10, (5000,), generator=g)
+    probs = (torch.randn(5000, 10, generator=g) * 3).softmax(1)
+    same("accuracy", probs.argmax(1)[:, None], labels[:, None])
+    same("worst_group_accuracy", probs, labels[:, None], (labels % 3)[:, None])
+    for dtype in (torch.bfloat16, torch.float16):
+        for binning in ("guo", "torchmetrics"):
+            same("ece", probs.to(dtype), labels, binning=binning)
+            same("mce", probs.to(dtype), labels, binning=binning)
+    masks = (torch.rand(20, 16, 16, generator=g) > 0.6).to(torch.uint8)
+    masks[10:] *= 255
+    saliency = torch.rand(20, 16, 16, generator=g)
+    same("miou", saliency, masks)
+    assert metric_fn("miou")(saliency.cuda(), masks.cuda()) == pytest.approx(
+        metric_fn("miou")(saliency, masks.bool())
+    )
+
+
 def test_insertion_deletion_cuda_matches_cpu() -> None:
     torch.manual_seed(0)
     model = torch.nn.Sequential(
