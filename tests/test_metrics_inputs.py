@@ -234,3 +234,60 @@ def test_undefined_values_warn_with_their_reason() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         metric_fn("shot_accuracy")([0, 1, 2], [0, 1, 2], [500, 5, 50])
+
+
+# -- adversarial inputs against the references -------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_inputs_give_the_reference_on_their_float64_copy(dtype) -> None:
+    """Scores, OoD scores, features and saliency in float16/bfloat16 are read exactly (as
+    their float64 copy); only probabilities need a wider tolerance."""
+    import dcor
+    from sklearn.metrics import roc_auc_score
+
+    g = torch.Generator().manual_seed(3)
+    scores = torch.randn(500, 7, generator=g).to(dtype)
+    labels = torch.randint(0, 7, (500,), generator=g)
+    wide = scores.double().numpy()
+    assert metric_fn("accuracy")(scores, labels) == accuracy_score(labels, wide.argmax(1))
+    id_s, ood_s = (
+        torch.randn(300, generator=g).to(dtype) + 1,
+        torch.randn(200, generator=g).to(dtype),
+    )
+    truth = np.r_[np.ones(300), np.zeros(200)]
+    both = np.r_[id_s.double().numpy(), ood_s.double().numpy()]  # many ties after rounding
+    assert metric_fn("ood")(id_s, ood_s)["auroc"] == pytest.approx(
+        roc_auc_score(truth, both), abs=1e-12
+    )
+    x, y = torch.randn(60, 3, generator=g).to(dtype), torch.randn(60, generator=g).to(dtype)
+    assert metric_fn("dcor2")(x, y, unbiased=True) == pytest.approx(
+        dcor.u_distance_correlation_sqr(x.double().numpy(), y.double().numpy()), abs=1e-10
+    )
+    maps, masks = issue_masks()
+    assert metric_fn("miou")(torch.from_numpy(maps).to(dtype), masks) == 0.75
+
+
+def test_single_class_all_wrong_constant_and_nan_inputs() -> None:
+    labels = np.zeros(6, dtype=np.int64)  # a single class
+    for preds in (np.zeros(6, np.int64), np.ones(6, np.int64), np.array([0, 1, 0, 1, 2, 0])):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = balanced_accuracy_score(labels[:, None], preds[:, None])
+        assert metric_fn("balanced_accuracy")(preds[:, None], labels[:, None]) == ref
+        assert metric_fn("accuracy")(preds, labels) == accuracy_score(labels, preds)
+    constant = np.zeros((5, 3))  # every score tied: class 0
+    assert metric_fn("accuracy")(constant, [0, 0, 1, 2, 0]) == 0.6
+    assert metric_fn("dcor2")(np.ones((8, 2)), np.random.rand(8)) == 0.0
+    nan_cases = {
+        "accuracy": ([0.0, float("nan")], [0, 1]),
+        "balanced_accuracy": ([0, 1], [0.0, float("nan")]),
+        "worst_group_accuracy": ([0, 1], [0, 1], [0.0, float("nan")]),
+        "ece": ([[0.5, 0.5], [float("nan"), 0.5]], [0, 1]),
+        "ood": ([0.1, float("nan")], [0.3]),
+        "dcor2_per_class": (np.full((4, 2), np.nan), np.ones(4), [0, 0, 0, 0]),
+        "miou": (np.random.rand(1, 2, 2), np.array([[[0.0, np.nan], [1.0, 1.0]]])),
+    }
+    for name, args in nan_cases.items():
+        with pytest.raises(BenchError, match="NaN"):
+            metric_fn(name)(*args)
