@@ -76,7 +76,7 @@ def test_readme_plugin_submit_verify_row_compare(bundle: Path, tmp_path: Path, c
     assert manifest["method"] == "my-focal" and manifest["protocol"]["name"] == "tiny-lab-v1"
     assert not manifest["quick"] and len(manifest["runs"]) == 3
     assert {p.name for p in bundle.iterdir()} == {
-        "manifest.json", "plugin", "runs", "predictions", "environment.json",
+        "manifest.json", "plugin", "runs", "predictions", "checkpoints", "environment.json",
     }  # fmt: skip
     board = tmp_path / "lb"
     code, out, err = cli("verify", bundle, "--leaderboard", board)
