@@ -627,6 +627,7 @@ def _worker(
         "device": str(device),
         "data_root": str(data_root) if data_root else None,
         "runs": runs,
+        "registered": {d: OFFICIAL.settings_for(d) for d in {r.dataset for r in records}},
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "spec.json").write_text(json.dumps(spec))
@@ -745,19 +746,25 @@ def check_official_protocol(manifest: Mapping[str, Any]) -> None:
                 f"leaderboard's registered protocol {OFFICIAL.name} has "
                 f"{getattr(OFFICIAL, key)!r}"
             )
-    settings = {k: v for k, v in (protocol.get("settings") or {}).items() if v}
-    if settings:
-        raise Rejected(
-            f"the bundle's protocol overrides settings ({json.dumps(settings)}); the official "
-            f"leaderboard's protocol {OFFICIAL.name} trains with the registered defaults"
-        )
+    for dataset in manifest["datasets"]:
+        given = [
+            *protocol.get("settings", {}).get("*", []),
+            *protocol.get("settings", {}).get(dataset, []),
+        ]
+        expected = [*OFFICIAL.settings.get("*", []), *OFFICIAL.settings.get(dataset, [])]
+        if sorted(map(str, given)) != sorted(expected):
+            raise Rejected(
+                f"the bundle's protocol sets {given} on {dataset}; the official leaderboard's "
+                f"registered protocol {OFFICIAL.name} sets {expected}"
+            )
 
 
-def check_official_runs(
-    records: Sequence[RunRecord], defaults: Mapping[str, Any], dataset_defaults: Mapping[str, Any]
-) -> None:
+def check_official_runs(records: Sequence[RunRecord], registered: Mapping[str, Any]) -> None:
     """The runs themselves (not the bundle's text) must follow the registered protocol: its
-    seeds, the dataset's default options and the hyperparameters it resolves to."""
+    seeds, and the dataset options and hyperparameters its settings resolve to for the plugin
+    (``registered``: ``hparams`` and ``options``, from the worker)."""
+    dataset_defaults = registered["options"]
+    defaults = registered["hparams"]
     seeds = sorted(r.seed for r in records)
     if seeds != sorted(OFFICIAL.seeds):
         raise Rejected(
@@ -768,8 +775,8 @@ def check_official_runs(
         if r.dataset_options != json.loads(json.dumps(dict(dataset_defaults))):
             raise Rejected(
                 f"run {r.run_id}: dataset options {json.dumps(r.dataset_options)} are not "
-                f"{r.dataset}'s defaults {json.dumps(dict(dataset_defaults))}, which the "
-                f"official protocol uses"
+                f"{json.dumps(dict(dataset_defaults))}, the official protocol's "
+                f"({OFFICIAL.name})"
             )
         expected = json.loads(json.dumps(defaults))
         differ = sorted(
@@ -958,7 +965,7 @@ def verify(
     if official:
         assert defaults is not None
         for dataset, records in sorted(by_dataset.items()):
-            check_official_runs(records, defaults[dataset], dataset_defaults[dataset])
+            check_official_runs(records, defaults[dataset]["registered"])
         checks.append(f"the runs follow the registered protocol {OFFICIAL.name}")
     bid = bundle_id(manifest)
     rows = {}
@@ -971,7 +978,7 @@ def verify(
             source=f"verified {protocol['name']} bundle {bid}",
             settings=_row_settings(
                 first,
-                defaults.get(dataset) if defaults is not None else None,
+                defaults[dataset]["hparams"] if defaults is not None else None,
                 dataset_defaults[dataset],
             ),
             plugin=str(path / plugin_files[0]) if plugin_files else None,

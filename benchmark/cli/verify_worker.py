@@ -10,7 +10,9 @@ plugin (that is, it RUNS THE BUNDLE'S CODE) and writes what the parent compares.
 - ``OUT/<run_id>.json``: ``{"metrics": ...}`` of the run trained again in a fresh results
   folder (``retrain``);
 - ``OUT/defaults.json``: per dataset, the hyperparameters the plugin resolves to with no
-  ``--set`` (the registered protocol's values), for the official leaderboard's check.
+  ``--set`` (``hparams``), and the hyperparameters and dataset options under the settings of
+  the registered protocol that SPEC passes in ``registered`` (``registered``), for the
+  official leaderboard's check.
 
 The parent (``benchmark.submission.verify``) never imports the plugin and does every
 comparison itself; this process only computes. A failure prints one line on stderr, exit 2.
@@ -102,15 +104,15 @@ def main(argv: list[str]) -> int:
         spec = json.loads(Path(argv[0]).read_text())
         out = Path(argv[1])
         from benchmark.device import select_device
-        from benchmark.hparams import HParam  # noqa: F401
         from benchmark.io import atomic_write_json
         from benchmark.plugins import load_plugins
         from benchmark.record import RunRecord
 
         load_plugins(spec["plugins"])
         from benchmark.dataset import DATASETS
+        from benchmark.hparams import resolve
         from benchmark.method import METHODS
-        from benchmark.runner import resolve_hparams
+        from benchmark.runner import resolve_hparams, split_settings
 
         device = select_device(spec["device"])
         bundle = Path(spec["bundle"])
@@ -121,7 +123,15 @@ def main(argv: list[str]) -> int:
             )
             if record.dataset not in defaults:
                 mcls, dcls = METHODS.get(record.method), DATASETS.get(record.dataset)
-                defaults[record.dataset] = resolve_hparams(mcls, dcls, {})
+                registered = spec.get("registered", {}).get(record.dataset, {})
+                ds_over, hp_over = split_settings(mcls, dcls, registered)
+                defaults[record.dataset] = {
+                    "hparams": resolve_hparams(mcls, dcls, {}),
+                    "registered": {
+                        "hparams": resolve_hparams(mcls, dcls, hp_over),
+                        "options": resolve(dcls.options, ds_over, what=dcls.name),
+                    },
+                }
             if spec["mode"] == "rerun":
                 rerun(record, bundle / run["checkpoint"], device, spec.get("data_root"), out)
             else:
