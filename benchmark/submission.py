@@ -945,6 +945,11 @@ def verify(
             f"{len(all_records)} runs re-inferred from the bundled checkpoints with the bundled "
             f"plugin (separate process on {device}): the stored predictions match"
         )
+    if official:
+        assert defaults is not None
+        for dataset, records in sorted(by_dataset.items()):
+            check_official_runs(records, defaults[dataset]["registered"])
+        checks.append(f"the runs follow the registered protocol {OFFICIAL.name}")
     if level == "retrained":
         with tempfile.TemporaryDirectory(prefix="bench-verify-retrain-") as tmp:
             _worker("retrain", path, manifest, all_records, device, data_root, Path(tmp))
@@ -962,11 +967,6 @@ def verify(
                     f"{dataset}: {len(records)} seeds trained again from the bundled plugin; "
                     f"metrics match ({'each run exactly' if exact else 'seed means'})"
                 )
-    if official:
-        assert defaults is not None
-        for dataset, records in sorted(by_dataset.items()):
-            check_official_runs(records, defaults[dataset]["registered"])
-        checks.append(f"the runs follow the registered protocol {OFFICIAL.name}")
     bid = bundle_id(manifest)
     rows = {}
     for dataset, records in recomputed_runs.items():
