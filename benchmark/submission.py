@@ -586,7 +586,7 @@ def device_kind(device: Any) -> str:
 
 
 def _worker(
-    mode: str,
+    modes: Sequence[str],
     path: Path,
     manifest: Mapping[str, Any],
     records: Sequence[RunRecord],
@@ -594,8 +594,9 @@ def _worker(
     data_root: str | Path | None,
     out: Path,
 ) -> dict[str, Any]:
-    """Run ``benchmark.cli.verify_worker`` (which imports the bundled plugin) on ``records``;
-    returns its ``defaults.json``. A failure of the bundle's code is ``Rejected``."""
+    """Run ``benchmark.cli.verify_worker`` (which imports the bundled plugin) on ``records``
+    for ``modes`` (``rerun``, ``retrain``); returns its ``defaults.json``. A failure of the
+    bundle's code is ``Rejected``."""
     import subprocess
     import sys
 
@@ -608,7 +609,7 @@ def _worker(
     entries = {str(e.get("run_id")): e for e in manifest["runs"]}
     for r in records:
         item: dict[str, Any] = {"run_id": r.run_id}
-        if mode == "rerun":
+        if "rerun" in modes:
             rel = entries[r.run_id].get("checkpoint")
             if not rel:
                 raise Rejected(
@@ -623,7 +624,7 @@ def _worker(
     spec = {
         "bundle": str(path.resolve()),
         "plugins": plugins,
-        "mode": mode,
+        "modes": list(modes),
         "device": str(device),
         "data_root": str(data_root) if data_root else None,
         "runs": runs,
@@ -642,7 +643,7 @@ def _worker(
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
         why = lines[-1] if lines else f"exit code {proc.returncode}"
-        raise Rejected(f"the bundled plugin failed to {mode.replace('re', 're-', 1)}: {why}")
+        raise Rejected(f"the bundled plugin failed to {' and '.join(modes)}: {why}")
     return json.loads((out / "defaults.json").read_text())
 
 
@@ -933,40 +934,36 @@ def verify(
     dataset_defaults = {d: resolve(DATASETS.get(d).options, {}, what=d) for d in by_dataset}
     defaults: dict[str, Any] | None = None
     if LEVELS.index(level) >= LEVELS.index("reinferred"):
-        from benchmark.store import Store as _Store
-
-        with tempfile.TemporaryDirectory(prefix="bench-verify-rerun-") as tmp:
-            defaults = _worker("rerun", path, manifest, all_records, device, data_root, Path(tmp))
+        modes = ["rerun", "retrain"] if level == "retrained" else ["rerun"]
+        with tempfile.TemporaryDirectory(prefix="bench-verify-worker-") as tmp:
+            out = Path(tmp)
+            defaults = _worker(modes, path, manifest, all_records, device, data_root, out)
             for r in all_records:
-                fresh = _Store(tmp).load_predictions(Path(tmp) / f"{r.run_id}.pt")
+                fresh = Store(out).load_predictions(out / f"{r.run_id}.pt")
                 same = device_kind(r.environment.get("device", "")) == device_kind(device)
                 match_predictions(r, stored[r.run_id], fresh, same)
-        checks.append(
-            f"{len(all_records)} runs re-inferred from the bundled checkpoints with the bundled "
-            f"plugin (separate process on {device}): the stored predictions match"
-        )
-    if official:
-        assert defaults is not None
-        for dataset, records in sorted(by_dataset.items()):
-            check_official_runs(records, defaults[dataset]["registered"])
-        checks.append(f"the runs follow the registered protocol {OFFICIAL.name}")
-    if level == "retrained":
-        with tempfile.TemporaryDirectory(prefix="bench-verify-retrain-") as tmp:
-            _worker("retrain", path, manifest, all_records, device, data_root, Path(tmp))
-            for dataset, records in sorted(by_dataset.items()):
-                fresh = {
-                    r.run_id: json.loads((Path(tmp) / f"{r.run_id}.json").read_text())["metrics"]
-                    for r in records
-                }
-                exact = (
-                    all(device_kind(r.environment.get("device", "")) == "cpu" for r in records)
-                    and device_kind(device) == "cpu"
-                )
-                match_retrained(recomputed_runs[dataset], fresh, exact)
-                checks.append(
-                    f"{dataset}: {len(records)} seeds trained again from the bundled plugin; "
-                    f"metrics match ({'each run exactly' if exact else 'seed means'})"
-                )
+            checks.append(
+                f"{len(all_records)} runs re-inferred from the bundled checkpoints with the "
+                f"bundled plugin (separate process on {device}): the stored predictions match"
+            )
+            if official:
+                for dataset, records in sorted(by_dataset.items()):
+                    check_official_runs(records, defaults[dataset]["registered"])
+                checks.append(f"the runs follow the registered protocol {OFFICIAL.name}")
+            if level == "retrained":
+                for dataset, records in sorted(by_dataset.items()):
+                    fresh_metrics = {
+                        r.run_id: json.loads((out / f"{r.run_id}.json").read_text())["metrics"]
+                        for r in records
+                    }
+                    exact = device_kind(device) == "cpu" and all(
+                        device_kind(r.environment.get("device", "")) == "cpu" for r in records
+                    )
+                    match_retrained(recomputed_runs[dataset], fresh_metrics, exact)
+                    checks.append(
+                        f"{dataset}: {len(records)} seeds trained again from the bundled plugin; "
+                        f"metrics match ({'each run exactly' if exact else 'seed means'})"
+                    )
     bid = bundle_id(manifest)
     rows = {}
     for dataset, records in recomputed_runs.items():

@@ -328,13 +328,8 @@ def test_forged_bundle_cannot_reach_the_official_leaderboard(
     assert "--set epochs=1" in row["reproduce"] and "dataset.n_max=12" in row["reproduce"]
 
 
-def test_official_leaderboard_checks_the_registered_protocol(
-    bundle: Path, tmp_path: Path, official: Path
-) -> None:
-    from benchmark import submission
-
-    # one seed: the bundle's own protocol says so, consistently
-    b = copy(bundle, tmp_path)
+def keep_first_run(b: Path) -> Path:
+    """The bundle cut to its first run, its protocol to that one seed (consistently)."""
     manifest = json.loads((b / "manifest.json").read_text())
     for entry in manifest["runs"][1:]:
         for rel in (f"runs/{entry['run_id']}.json", f"predictions/{entry['run_id']}.pt",
@@ -344,6 +339,16 @@ def test_official_leaderboard_checks_the_registered_protocol(
     manifest["runs"] = manifest["runs"][:1]
     manifest["protocol"]["seeds"] = [manifest["runs"][0]["seed"]]
     (b / "manifest.json").write_text(json.dumps(manifest))
+    return b
+
+
+def test_official_leaderboard_checks_the_registered_protocol(
+    bundle: Path, tmp_path: Path, official: Path
+) -> None:
+    from benchmark import submission
+
+    # one seed: the bundle's own protocol says so, consistently
+    b = keep_first_run(copy(bundle, tmp_path))
     assert verify(b, leaderboard=tmp_path / "own").rows["glyph-lt"]["n"] == "1"  # own protocol
     with pytest.raises(Rejected, match=r"protocol has seeds = \[0\]; the official .* \[0, 1, 2\]"):
         verify(b, leaderboard=official, level="reinferred")
@@ -373,7 +378,7 @@ def test_retrain_catches_a_checkpoint_the_code_did_not_make(
         "retrained"
     )
     # a checkpoint from elsewhere (weights scaled), its predictions and metrics made consistent
-    b = copy(bundle, tmp_path)
+    b = keep_first_run(copy(bundle, tmp_path))  # one seed is enough (and quicker)
     manifest = json.loads((b / "manifest.json").read_text())
     for path in (b / "checkpoints").glob("*.pt"):
         ckpt = torch.load(path, weights_only=True)
@@ -382,7 +387,7 @@ def test_retrain_catches_a_checkpoint_the_code_did_not_make(
         }
         torch.save(ckpt, path)
     spec = {
-        "bundle": str(b), "plugins": [str(b / "plugin" / "focal_loss.py")], "mode": "rerun",
+        "bundle": str(b), "plugins": [str(b / "plugin" / "focal_loss.py")], "modes": ["rerun"],
         "device": "cpu", "runs": [
             {"run_id": e["run_id"], "checkpoint": e["checkpoint"]} for e in manifest["runs"]
         ],

@@ -2,8 +2,9 @@
 plugin (that is, it RUNS THE BUNDLE'S CODE) and writes what the parent compares.
 
 ``python -m benchmark.cli.verify_worker SPEC.json OUT``, where SPEC holds ``bundle`` (folder),
-``plugins`` (the bundled plugin files), ``mode`` (``rerun`` or ``retrain``), ``device``,
-``data_root`` and ``runs`` (``run_id``, ``checkpoint`` file for ``rerun``). It writes:
+``plugins`` (the bundled plugin files), ``modes`` (``["rerun"]`` or ``["rerun", "retrain"]``:
+one process start for both), ``device``, ``data_root`` and ``runs`` (``run_id``, ``checkpoint``
+file). It writes:
 
 - ``OUT/<run_id>.pt``: per split, the outputs of the model rebuilt from the bundled checkpoint
   (``rerun``; the layout of ``Store.save_predictions``);
@@ -132,9 +133,9 @@ def main(argv: list[str]) -> int:
                         "options": resolve(dcls.options, ds_over, what=dcls.name),
                     },
                 }
-            if spec["mode"] == "rerun":
+            if "rerun" in spec["modes"]:
                 rerun(record, bundle / run["checkpoint"], device, spec.get("data_root"), out)
-            else:
+            if "retrain" in spec["modes"]:
                 retrain(record, device, spec.get("data_root"), out)
         atomic_write_json(out / "defaults.json", defaults)
     except BenchError as exc:
