@@ -835,17 +835,22 @@ def verify(
     if level not in LEVELS[1:]:
         raise BenchError(f"verification level {level!r}; choose one of {', '.join(LEVELS[1:])}")
     path = Path(path)
+    manifest = _load_manifest(path)
+    checks = []
+    n_files = check_files(path, manifest)
+    checks.append(f"{n_files} files match their sha256 in the manifest")
+    protocol = manifest["protocol"]
+    if not isinstance(protocol, dict):
+        raise Rejected("manifest.json: 'protocol' is not a table")
+    quick = bool(manifest.get("quick") or protocol.get("quick")) or _looks_quick(manifest)
     if official is None:
         official = leaderboard is not None and write and is_official(leaderboard)
+    official = official and not quick  # a quick bundle is verified but never written
     if official and LEVELS.index(level) < LEVELS.index(OFFICIAL_LEVEL):
         raise Rejected(
             f"the official leaderboard accepts rows verified at level {OFFICIAL_LEVEL} or "
             f"better; add --rerun (it runs the bundle's code in a separate process)"
         )
-    manifest = _load_manifest(path)
-    checks = []
-    n_files = check_files(path, manifest)
-    checks.append(f"{n_files} files match their sha256 in the manifest")
     method = manifest["method"]
     if manifest.get("bench_version") != benchmark.__version__:
         raise Rejected(
@@ -863,7 +868,6 @@ def verify(
         )
     device = device or select_device("cpu")
     runner = Runner(Store(tempfile.mkdtemp(prefix="bench-verify-")), device, data_root, False)
-    protocol = manifest["protocol"]
     by_dataset: dict[str, list[RunRecord]] = {}
     unverified: set[str] = set()
     for entry in manifest["runs"]:
@@ -982,7 +986,6 @@ def verify(
             verification=level,
         )
     written: dict[str, Path] = {}
-    quick = bool(manifest.get("quick") or protocol.get("quick")) or _looks_quick(manifest)
     if quick:
         checks.append("quick bundle: verified, but quick results never enter a leaderboard")
     elif write and leaderboard is not None:

@@ -112,6 +112,17 @@ def test_quick_bundle_never_enters_a_leaderboard(cli, tmp_path: Path) -> None:
     code, out, err = cli("verify", tmp_path / "quick", "--leaderboard", tmp_path / "lb")
     assert code == 0, err
     assert "quick results never enter a leaderboard" in out and not (tmp_path / "lb").exists()
+    # relabelled as not quick (flags, protocol name), hashes fixed: still quick
+    manifest = json.loads((tmp_path / "quick" / "manifest.json").read_text())
+    manifest["quick"] = manifest["protocol"]["quick"] = False
+    manifest["protocol"]["name"] = "my-lab-v1"
+    (tmp_path / "quick" / "manifest.json").write_text(json.dumps(manifest))
+    result = verify(tmp_path / "quick", leaderboard=tmp_path / "lb", official=True)
+    assert result.quick and not result.written and not (tmp_path / "lb").exists()
+    manifest["protocol"]["settings"] = {}  # the settings text too: no longer looks quick
+    (tmp_path / "quick" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(Rejected, match=r"protocol has name = 'my-lab-v1'; the official"):
+        verify(tmp_path / "quick", leaderboard=tmp_path / "lb", official=True, level="reinferred")
     code, _, err = cli(
         "submit", "--plugin", plugin, "--method", "my-focal", "--quick", "--out", tmp_path / "quick"
     )
@@ -445,3 +456,17 @@ def test_reproduce_and_settings_come_from_the_records(bundle: Path, tmp_path: Pa
     assert "rm -rf" not in row["reproduce"] and "rm -rf" not in row["settings"]
     assert "--set epochs=1 " in row["reproduce"] and "--set lr=0.2" in row["reproduce"]
     assert json.loads(row["settings"])["epochs"] == "1"
+
+
+def test_checkout_leaderboard_is_official_and_help_warns(bundle: Path, cli, tmp_path) -> None:
+    from benchmark.submission import is_official
+
+    committed = REPO / "results" / "leaderboard"
+    assert is_official(committed) and is_official(committed / "glyph-lt.csv")
+    assert not is_official(tmp_path / "leaderboard")
+    before = {p.name: p.read_bytes() for p in committed.glob("*.csv")}
+    code, _, err = cli("verify", bundle, "--leaderboard", committed)
+    assert code == 2 and "accepts rows verified at level reinferred or better" in err
+    assert {p.name: p.read_bytes() for p in committed.glob("*.csv")} == before
+    code, out, _ = cli("verify", "--help")
+    assert code == 0 and "RUN THE BUNDLE'S CODE" in " ".join(out.split())
