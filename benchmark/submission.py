@@ -656,9 +656,12 @@ def match_predictions(
     import torch
 
     rtol, atol = PREDICTION_TOLERANCE["same" if same_kind else "cross"]
+    if set(stored) != set(fresh):
+        raise Rejected(
+            f"run {record.run_id}: stored predictions for splits {sorted(stored)}, the run "
+            f"evaluates {sorted(fresh)}"
+        )
     for split, out in fresh.items():
-        if split not in stored:
-            raise Rejected(f"run {record.run_id}: no stored predictions for split {split!r}")
         mine, theirs = out.tensors(), stored[split].tensors()
         if set(mine) != set(theirs):
             raise Rejected(
@@ -956,10 +959,18 @@ def verify(
                 checks.append(f"the runs follow the registered protocol {OFFICIAL.name}")
             if level == "retrained":
                 for dataset, records in sorted(by_dataset.items()):
-                    fresh_metrics = {
-                        r.run_id: json.loads((out / f"{r.run_id}.json").read_text())["metrics"]
+                    retrained = {
+                        r.run_id: json.loads((out / f"{r.run_id}.json").read_text())
                         for r in records
                     }
+                    for r in records:  # same code and configuration: the same run id
+                        same_code = r.code.get("core") == core_hash()
+                        if same_code and retrained[r.run_id]["run_id"] != r.run_id:
+                            raise Rejected(
+                                f"run {r.run_id}: trained again from its own hyperparameters "
+                                f"and data options it is run {retrained[r.run_id]['run_id']}"
+                            )
+                    fresh_metrics = {k: v["metrics"] for k, v in retrained.items()}
                     exact = device_kind(device) == "cpu" and all(
                         device_kind(r.environment.get("device", "")) == "cpu" for r in records
                     )
