@@ -470,3 +470,15 @@ def test_checkout_leaderboard_is_official_and_help_warns(bundle: Path, cli, tmp_
     assert {p.name: p.read_bytes() for p in committed.glob("*.csv")} == before
     code, out, _ = cli("verify", "--help")
     assert code == 0 and "RUN THE BUNDLE'S CODE" in " ".join(out.split())
+
+
+def test_rerun_needs_the_bundled_checkpoints(bundle: Path, tmp_path: Path) -> None:
+    b = copy(bundle, tmp_path)
+    manifest = json.loads((b / "manifest.json").read_text())
+    for entry in manifest["runs"]:
+        (b / entry["checkpoint"]).unlink()
+        del manifest["files"][entry.pop("checkpoint")]
+    (b / "manifest.json").write_text(json.dumps(manifest))
+    assert verify(b, write=False).level == "predictions"  # an older bundle still verifies
+    with pytest.raises(Rejected, match="carries no checkpoint, so it cannot be re-inferred"):
+        verify(b, write=False, level="reinferred")
