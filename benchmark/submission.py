@@ -803,10 +803,11 @@ def _row_settings(
 
     if defaults is None:
         return explicit_settings(record)
-    expected = json.loads(json.dumps(defaults))
+    expected = json.loads(json.dumps(defaults))  # as the record holds them (lists, not tuples)
+    options = json.loads(json.dumps(dict(ds_defaults)))
     out = {k: fmt_value(v) for k, v in record.hparams.items() if expected.get(k, object()) != v}
     for k, v in record.dataset_options.items():
-        if ds_defaults.get(k, object()) != v:
+        if options.get(k, object()) != v:
             out[f"dataset.{k}"] = fmt_value(v)
     return out
 
