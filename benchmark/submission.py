@@ -38,6 +38,7 @@ from benchmark.dataset import DATASETS
 from benchmark.errors import BenchError
 from benchmark.hparams import HParam, Space, parse_assignments
 from benchmark.io import atomic_write_json
+from benchmark.leaderboard import LEVELS as _LEVELS
 from benchmark.method import METHODS, Method
 from benchmark.record import RunRecord, content_id
 from benchmark.sources import core_hash
@@ -376,7 +377,7 @@ def bundle_id(manifest: Mapping[str, Any]) -> str:
 #: predictions; ``reinferred``: also, the bundled checkpoint, rebuilt with the bundled plugin in
 #: a separate process, predicts the stored predictions; ``retrained``: also, training the
 #: protocol's seeds again from the bundled plugin gives the recorded metrics.
-LEVELS = ("local", "predictions", "reinferred", "retrained")
+LEVELS = _LEVELS
 #: the weakest level the official leaderboard accepts
 OFFICIAL_LEVEL = "reinferred"
 #: re-inferred outputs vs stored ones (``torch.allclose``): same device kind, other kinds

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 from typing import Any
 
 
@@ -11,15 +12,21 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         "verify",
         parents=[common],
         help="verify a submission bundle and add its rows to the leaderboard",
-        description="Check every hash, every record's id and code, rebuild each dataset and "
-        "compare its fingerprint, recompute every metric from the stored predictions, then "
-        "append the rows (recomputed numbers) to the leaderboard CSVs, each with its "
-        "verification level: predictions (these checks), reinferred (--rerun) or retrained "
-        "(--retrain). A tampered bundle is rejected with the reason. WARNING: --rerun and "
-        "--retrain RUN THE BUNDLE'S CODE (its plugin is imported in a separate process, "
-        "with your permissions); without them no bundled code is ever run. The official "
-        "leaderboard (results/leaderboard of this checkout, or --official) accepts rows "
-        "verified at reinferred or better, whose runs follow the registered protocol.",
+        description=textwrap.dedent(
+            """\
+            Check every hash, every record's id and code, rebuild each dataset and compare its
+            fingerprint, recompute every metric from the stored predictions, then append the
+            rows (recomputed numbers) to the leaderboard CSVs, each with its verification
+            level: predictions (these checks), reinferred (--rerun) or retrained (--retrain).
+            A tampered bundle is rejected with the reason.
+
+            WARNING: --rerun and --retrain RUN THE BUNDLE'S CODE (its plugin is imported in a
+            separate process, with your permissions). Without them no bundled code is run.
+
+            The official leaderboard (results/leaderboard of this checkout, or --official)
+            accepts rows verified at reinferred or better whose runs follow the registered
+            protocol."""
+        ),
         epilog="examples:\n  bench verify my_submission --leaderboard my_leaderboard/\n"
         "  bench verify my_submission --rerun --leaderboard results/leaderboard",
         formatter_class=argparse.RawDescriptionHelpFormatter,
