@@ -482,3 +482,35 @@ def test_rerun_needs_the_bundled_checkpoints(bundle: Path, tmp_path: Path) -> No
     assert verify(b, write=False).level == "predictions"  # an older bundle still verifies
     with pytest.raises(Rejected, match="carries no checkpoint, so it cannot be re-inferred"):
         verify(b, write=False, level="reinferred")
+
+
+def test_match_rules_same_and_cross_device(bundle: Path) -> None:
+    from benchmark.record import RunRecord
+    from benchmark.store import Store
+    from benchmark.submission import match_predictions, match_retrained
+
+    paths = sorted((bundle / "runs").glob("*.json"))
+    records = [RunRecord.from_dict(json.loads(p.read_text())) for p in paths]
+    r = records[0]
+    stored = Store(bundle).load_predictions(bundle / "predictions" / f"{r.run_id}.pt")
+    fresh = Store(bundle).load_predictions(bundle / "predictions" / f"{r.run_id}.pt")
+    match_predictions(r, stored, fresh, same_kind=True)
+    fresh["test"].logits = fresh["test"].logits + 0.01  # a GPU's bf16 rounding, say
+    with pytest.raises(Rejected, match="not what the bundled checkpoint predicts"):
+        match_predictions(r, stored, fresh, same_kind=True)
+    match_predictions(r, stored, fresh, same_kind=False)
+    logits = fresh["test"].logits
+    top = logits.argmax(1)[0]
+    logits[0, top] -= 100.0  # one prediction flipped
+    with pytest.raises(Rejected, match=r"\(1 of \d+ predicted classes differ\)"):
+        match_predictions(r, stored, fresh, same_kind=False)
+    # retrained metrics: each run exactly on the CPU, seed means elsewhere
+    for rec, acc in zip(records, (0.5, 0.6, 0.7)):
+        rec.metrics = {"test": {"acc": acc}}
+    noisy = {rec.run_id: {"test": {"acc": a}} for rec, a in zip(records, (0.52, 0.58, 0.71))}
+    with pytest.raises(Rejected, match=r"acc on test is 0\.5 in the record but 0\.52"):
+        match_retrained(records, noisy, exact=True)
+    match_retrained(records, noisy, exact=False)  # |0.6033 - 0.6| within 0.01 + 2 SE
+    shifted = {rec.run_id: {"test": {"acc": a + 0.2}} for rec, a in zip(records, (0.5, 0.6, 0.7))}
+    with pytest.raises(Rejected, match=r"acc on test is 0.6000 \(mean of 3 seeds\).*0.8000"):
+        match_retrained(records, shifted, exact=False)
