@@ -11,11 +11,13 @@ a number) are written with a leading ``'`` (OWASP's CSV-injection advice) and re
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
+import os
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +26,11 @@ from benchmark.io import atomic_write_text
 from benchmark.record import SCHEMA_VERSION, RunRecord, canonical_json, content_id
 from benchmark.sweep import fmt_value, reproduce_command
 from benchmark.tables import metric_order
+
+try:
+    import fcntl
+except ImportError:  # not POSIX
+    fcntl = None  # type: ignore[assignment]
 
 #: version of the CSV layout; a file of another version is refused, never guessed at
 LEADERBOARD_SCHEMA = 1
@@ -52,11 +59,16 @@ TAIL = (
     "git",
     "date",
     "source",
+    "verification",
     "run_ids",
     "reproduce",
     "row_hash",
 )
-REQUIRED = (*HEAD, *TAIL)
+#: columns every leaderboard CSV has; ``verification`` came later: a file without it is read
+#: with every row at level ``local`` (the row_hash skips empty cells, so it still checks)
+REQUIRED = tuple(c for c in (*HEAD, *TAIL) if c != "verification")
+#: verification levels of a row, weakest first (see ``benchmark.submission.LEVELS``)
+LEVELS = ("local", "predictions", "reinferred", "retrained")
 _FORMULA = ("=", "+", "-", "@", "\t", "\r", "'")
 
 
@@ -180,8 +192,14 @@ def build_row(
     source: str = "runs",
     settings: Mapping[str, str] | None = None,
     plugin: str | None = None,
+    verification: str = "local",
 ) -> dict[str, str]:
-    """One leaderboard row (all cells as text) from the records of one group."""
+    """One leaderboard row (all cells as text) from the records of one group.
+
+    ``verification``: how its numbers were checked, one of ``LEVELS`` (``local``: your own
+    records, nothing checked beyond them)."""
+    if verification not in LEVELS:
+        raise BenchError(f"verification level {verification!r} is not one of {LEVELS}")
     first = records[0]
     if settings is None:
         settings = default_settings(first)
@@ -222,6 +240,7 @@ def build_row(
             "git": first.code.get("git", ""),
             "date": max(r.created for r in records)[:10],
             "source": source,
+            "verification": verification,
             "run_ids": " ".join(r.run_id for r in records),
             "reproduce": reproduce_command(
                 first.method,
@@ -302,8 +321,19 @@ def read_leaderboard(path: str | Path) -> Leaderboard:
                 f"{path}:{line}: row of {row['method']} was edited after it was written "
                 f"(its row_hash does not match its cells); the file is rejected"
             )
+        row.setdefault("verification", "")
+        if row["verification"] not in ("", *LEVELS):
+            raise BenchError(
+                f"{path}:{line}: verification level {row['verification']!r} is not one of "
+                f"{', '.join(LEVELS)}"
+            )
         rows.append(row)
     return Leaderboard(path, rows, list(header))
+
+
+def level(row: Mapping[str, str]) -> str:
+    """A row's verification level (rows written before levels existed are ``local``)."""
+    return row.get("verification") or "local"
 
 
 def write_leaderboard(path: str | Path, rows: Sequence[Mapping[str, str]]) -> Path:
@@ -376,24 +406,43 @@ def build(
     return BuildResult(written, per_dataset, left_out)
 
 
+@contextlib.contextmanager
+def locked(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the folder of ``path`` (a leaderboard CSV) so that a
+    read-modify-write of it by another process waits; released when the holder exits or dies.
+    The folder is locked, not a lock file, so nothing is left beside the CSVs."""
+    folder = Path(path).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:  # not POSIX: appends are not protected against each other
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock
+
+
 def append_rows(path: str | Path, new: Sequence[dict[str, str]]) -> Path:
     """Add rows to a leaderboard CSV (created if absent) after checking that they belong:
     same dataset fingerprint and schema, and no row of the same method, hyperparameters and
-    code already there."""
+    code already there. Concurrent appends (several ``bench verify``) take turns (``locked``)."""
     path = Path(path)
-    rows: list[dict[str, str]] = []
-    if path.exists():
-        board = read_leaderboard(path)
-        rows = board.rows
-        for row in new:
-            check_comparable(board, row["dataset"], row["dataset_fingerprint"], what="row")
-            for old in rows:
-                if all(old[k] == row[k] for k in ("method", "hparams", "code_hash", "seeds")):
-                    raise BenchError(
-                        f"{path} already has a row for {row['method']} with these "
-                        f"hyperparameters, code and seeds (source: {old['source']})"
-                    )
-    write_leaderboard(path, [*rows, *new])
+    with locked(path):
+        rows: list[dict[str, str]] = []
+        if path.exists():
+            board = read_leaderboard(path)
+            rows = board.rows
+            for row in new:
+                check_comparable(board, row["dataset"], row["dataset_fingerprint"], what="row")
+                for old in rows:
+                    if all(old[k] == row[k] for k in ("method", "hparams", "code_hash", "seeds")):
+                        raise BenchError(
+                            f"{path} already has a row for {row['method']} with these "
+                            f"hyperparameters, code and seeds (source: {old['source']})"
+                        )
+        write_leaderboard(path, [*rows, *new])
     return path
 
 

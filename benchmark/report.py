@@ -31,7 +31,7 @@ from typing import Any
 
 from benchmark.errors import BenchError
 from benchmark.io import atomic_write_text
-from benchmark.leaderboard import Leaderboard, read_leaderboard, to_csv
+from benchmark.leaderboard import Leaderboard, level, read_leaderboard, to_csv
 from benchmark.record import RunRecord
 from benchmark.store import Store
 
@@ -287,8 +287,11 @@ def table_html(board: Leaderboard, table_id: str) -> str:
     from benchmark.tables import _scale, arrow, fmt
 
     keys = board.metrics
-    head = ["method", "selection", "n", *(k + arrow(k) for k in keys), "seeds", "source", "date"]
-    types = ["text", "text", "num", *(["num"] * len(keys)), "text", "text", "text"]
+    head = [
+        "method", "selection", "n", "verification", *(k + arrow(k) for k in keys), "seeds",
+        "source", "date",
+    ]  # fmt: skip
+    types = ["text", "text", "num", "text", *(["num"] * len(keys)), "text", "text", "text"]
     parts = [f'<table class="sortable" id="{esc(table_id)}"><thead><tr>']
     parts += [f'<th data-type="{t}">{esc(h)}</th>' for h, t in zip(head, types)]
     parts.append("</tr></thead><tbody>")
@@ -297,6 +300,7 @@ def table_html(board: Leaderboard, table_id: str) -> str:
             f'<td class="text" title="{esc(row["hparams"])}">{esc(row["method"])}</td>',
             f'<td class="text">{esc(row["selection"])}</td>',
             f'<td data-value="{esc(row["n"])}">{esc(row["n"])}</td>',
+            f'<td class="text">{esc(level(row))}</td>',
         ]
         for key in keys:
             mean, std = row.get(f"{key}_mean", ""), row.get(f"{key}_std", "")
@@ -306,12 +310,28 @@ def table_html(board: Leaderboard, table_id: str) -> str:
             cells.append(f'<td data-value="{esc(mean)}">{esc(shown)}</td>')
         cells += [
             f'<td class="text">{esc(row["seeds"])}</td>',
-            f'<td class="text">{esc(row["source"])}</td>',
+            f'<td class="text">{esc(row["source"])}{plugin_link(row)}</td>',
             f'<td class="text">{esc(row["date"])}</td>',
         ]
         parts.append("<tr>" + "".join(cells) + "</tr>")
     parts.append("</tbody></table>")
     return "".join(parts)
+
+
+def plugin_link(row: Mapping[str, str]) -> str:
+    """A link to the plugin source a row was made with (its ``--plugin`` file: a verified
+    bundle's ``plugin/`` copy), where a cheating plugin shows; "" for built-in methods."""
+    import re
+    import shlex
+
+    try:
+        args = shlex.split(row.get("reproduce", ""))
+    except ValueError:
+        return ""
+    files = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--plugin"]
+    if not files or re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", files[0]):  # a path, never a URL
+        return ""
+    return f' (<a href="{esc(files[0])}">plugin source</a>)'
 
 
 def build_report(

@@ -22,6 +22,8 @@ import contextlib
 import hashlib
 import json
 import math
+import os
+import re
 import shutil
 import tempfile
 import tomllib
@@ -36,6 +38,7 @@ from benchmark.dataset import DATASETS
 from benchmark.errors import BenchError
 from benchmark.hparams import HParam, Space, parse_assignments
 from benchmark.io import atomic_write_json
+from benchmark.leaderboard import LEVELS as _LEVELS
 from benchmark.method import METHODS, Method
 from benchmark.record import RunRecord, content_id
 from benchmark.sources import core_hash
@@ -306,13 +309,20 @@ def submit(
             bundled.append(entry)
         (tmp / "runs").mkdir()
         (tmp / "predictions").mkdir()
+        (tmp / "checkpoints").mkdir()
         run_entries = []
         for r in runs:
             shutil.copyfile(store.path(r.run_id), tmp / "runs" / f"{r.run_id}.json")
             shutil.copyfile(
                 store.predictions_path(r.run_id), tmp / "predictions" / f"{r.run_id}.pt"
             )
-            run_entries.append({"run_id": r.run_id, "dataset": r.dataset, "seed": r.seed})
+            ckpt = f"checkpoints/{r.checkpoint}.pt"
+            if not store.checkpoint_path(r.checkpoint).is_file():
+                raise BenchError(f"run {r.run_id}: its checkpoint {r.checkpoint} is not stored")
+            shutil.copyfile(store.checkpoint_path(r.checkpoint), tmp / ckpt)
+            run_entries.append(
+                {"run_id": r.run_id, "dataset": r.dataset, "seed": r.seed, "checkpoint": ckpt}
+            )
         atomic_write_json(
             tmp / "environment.json",
             {"libraries": library_versions(), **environment(device)},
@@ -362,6 +372,40 @@ def bundle_id(manifest: Mapping[str, Any]) -> str:
 
 
 # -- verify -----------------------------------------------------------------------------------
+#: verification levels, weakest first. ``local``: a row built from your own records (``bench
+#: leaderboard build``); ``predictions``: a bundle's metrics recomputed from its stored
+#: predictions; ``reinferred``: also, the bundled checkpoint, rebuilt with the bundled plugin in
+#: a separate process, predicts the stored predictions; ``retrained``: also, training the
+#: protocol's seeds again from the bundled plugin gives the recorded metrics.
+LEVELS = _LEVELS
+#: the weakest level the official leaderboard accepts
+OFFICIAL_LEVEL = "reinferred"
+#: re-inferred outputs vs stored ones (``torch.allclose``): same device kind, other kinds
+PREDICTION_TOLERANCE = {"same": (1e-4, 1e-4), "cross": (5e-2, 5e-2)}  # (rtol, atol)
+#: retrained metrics vs recorded ones on another device kind (or on GPUs): the seed mean may
+#: differ by RETRAIN_FLOOR * max(1, |mean|) plus RETRAIN_SE standard errors of the difference
+RETRAIN_FLOOR = 0.01
+RETRAIN_SE = 2.0
+_RUN_ID = re.compile(r"[0-9a-f]{8,64}")
+
+
+def official_dir() -> Path | None:
+    """``results/leaderboard`` of the checkout this bench runs from (None for a wheel)."""
+    root = Path(benchmark.__file__).resolve().parent.parent
+    if not (root / "pyproject.toml").is_file():
+        return None
+    return root / "results" / "leaderboard"
+
+
+def is_official(target: str | Path) -> bool:
+    """Whether ``target`` (a folder or CSV) is, or lies in, the official leaderboard folder."""
+    folder = official_dir()
+    if folder is None:
+        return False
+    resolved = Path(target).resolve()
+    return resolved == folder.resolve() or resolved.is_relative_to(folder.resolve())
+
+
 @dataclass
 class Verified:
     bundle_id: str
@@ -371,6 +415,7 @@ class Verified:
     unverified: list[str]
     rows: dict[str, dict[str, str]]
     written: dict[str, Path]
+    level: str = "predictions"
 
 
 def _load_manifest(path: Path) -> dict[str, Any]:
@@ -390,27 +435,69 @@ def _load_manifest(path: Path) -> dict[str, Any]:
     for key in ("method", "plugin", "protocol", "datasets", "runs", "files"):
         if key not in manifest:
             raise Rejected(f"manifest.json lacks {key!r}")
+    if not isinstance(manifest["files"], dict) or not isinstance(manifest["runs"], list):
+        raise Rejected("manifest.json: 'files' must map paths to sha256, 'runs' be a list")
     return manifest
 
 
+def safe_relpath(rel: Any, what: str = "path") -> str:
+    """``rel`` if it is a plain relative path inside the bundle; ``Rejected`` otherwise
+    (absolute, ``..``, empty parts, backslashes or control characters)."""
+    if not isinstance(rel, str) or not rel:
+        raise Rejected(f"manifest {what} {rel!r} is not a relative path")
+    parts = rel.split("/")
+    if (
+        rel.startswith("/")
+        or Path(rel).is_absolute()
+        or any(p in ("", ".", "..") for p in parts)
+        or "\\" in rel
+        or any(ord(c) < 32 for c in rel)
+    ):
+        raise Rejected(f"manifest {what} {rel!r} leaves the bundle (absolute path or '..')")
+    return rel
+
+
+def _symlinks(path: Path) -> list[str]:
+    out = []
+    for root, dirs, files in os.walk(path, followlinks=False):
+        for name in [*dirs, *files]:
+            if (Path(root) / name).is_symlink():
+                out.append(str((Path(root) / name).relative_to(path)))
+    return sorted(out)
+
+
 def check_files(path: Path, manifest: Mapping[str, Any]) -> int:
-    """Every file listed with its sha256, and no file that is not listed."""
+    """Every file listed with its sha256, and no file that is not listed; every listed path
+    stays inside the bundle, and the bundle holds no symbolic link."""
     listed: dict[str, str] = manifest["files"]
+    for rel in listed:
+        safe_relpath(rel, "file")
+    links = _symlinks(path)
+    if links:
+        raise Rejected(f"the bundle holds symbolic link(s), refused: {', '.join(links)}")
     present = {
         str(p.relative_to(path))
         for p in path.rglob("*")
-        if p.is_file() and p.name != "manifest.json"
+        if p.is_file() and p != path / "manifest.json"
     }
     extra = sorted(present - set(listed))
     if extra:
         raise Rejected(f"file(s) not listed in the manifest: {', '.join(extra)}")
     for rel, digest in sorted(listed.items()):
         file = path / rel
-        if ".." in Path(rel).parts or not file.is_file():
+        if not file.is_file():
             raise Rejected(f"{rel} is listed in the manifest but missing")
         if sha256_file(file) != digest:
             raise Rejected(f"{rel} was changed after the bundle was written (sha256 mismatch)")
     return len(listed)
+
+
+def _listed(manifest: Mapping[str, Any], rel: Any, what: str) -> str:
+    """A manifest reference that must be one of the hashed files."""
+    rel = safe_relpath(rel, what)
+    if rel not in manifest["files"]:
+        raise Rejected(f"manifest {what} {rel!r} is not among the bundle's hashed files")
+    return rel
 
 
 def expected_method_hash(path: Path, manifest: Mapping[str, Any]) -> str:
@@ -420,9 +507,9 @@ def expected_method_hash(path: Path, manifest: Mapping[str, Any]) -> str:
     h = hashlib.sha256()
     for entry in manifest["plugin"]:
         if entry.get("builtin"):
-            kind, name = entry["builtin"].split("/", 1)
-            folder = builtin_dir(kind)
-            local = folder / name if folder else None
+            kind, _, name = str(entry["builtin"]).partition("/")
+            folder = builtin_dir(kind) if kind in ("methods", "datasets", "metrics") else None
+            local = folder / safe_relpath(name, "built-in") if folder else None
             if local is None or not local.is_file():
                 raise Rejected(f"the plugin builds on built-in {entry['builtin']}, absent here")
             if sha256_file(local) != entry["sha256"]:
@@ -431,8 +518,9 @@ def expected_method_hash(path: Path, manifest: Mapping[str, Any]) -> str:
                     f"copy (submitted with another version of it)"
                 )
         else:
-            if sha256_file(path / entry["file"]) != entry["sha256"]:
-                raise Rejected(f"{entry['file']} does not match its hash in the manifest")
+            rel = _listed(manifest, entry.get("file"), "plugin file")
+            if sha256_file(path / rel) != entry["sha256"]:
+                raise Rejected(f"{rel} does not match its hash in the manifest")
         h.update(entry["sha256"].encode())
     return h.hexdigest()[:16]
 
@@ -492,6 +580,239 @@ def recompute(
     return metrics, details, unverified
 
 
+# -- re-inference and retraining (a separate process runs the bundled plugin) ----------------
+def device_kind(device: Any) -> str:
+    """``cpu`` or ``cuda`` (or another torch device type) of a device or its text."""
+    return str(device).split(":", 1)[0]
+
+
+def _worker(
+    modes: Sequence[str],
+    path: Path,
+    manifest: Mapping[str, Any],
+    records: Sequence[RunRecord],
+    device: Any,
+    data_root: str | Path | None,
+    out: Path,
+) -> dict[str, Any]:
+    """Run ``benchmark.cli.verify_worker`` (which imports the bundled plugin) on ``records``
+    for ``modes`` (``rerun``, ``retrain``); returns its ``defaults.json``. A failure of the
+    bundle's code is ``Rejected``."""
+    import subprocess
+    import sys
+
+    plugins = [
+        str((path / _listed(manifest, e.get("file"), "plugin file")).resolve())
+        for e in manifest["plugin"]
+        if not e.get("builtin")
+    ]
+    runs = []
+    entries = {str(e.get("run_id")): e for e in manifest["runs"]}
+    for r in records:
+        item: dict[str, Any] = {"run_id": r.run_id}
+        if "rerun" in modes:
+            rel = entries[r.run_id].get("checkpoint")
+            if not rel:
+                raise Rejected(
+                    f"run {r.run_id}: the bundle carries no checkpoint, so it cannot be "
+                    f"re-inferred (submit it again with this bench)"
+                )
+            rel = _listed(manifest, rel, "checkpoint")
+            if rel != f"checkpoints/{r.checkpoint}.pt":
+                raise Rejected(f"run {r.run_id}: its checkpoint entry is not the one it records")
+            item["checkpoint"] = rel
+        runs.append(item)
+    spec = {
+        "bundle": str(path.resolve()),
+        "plugins": plugins,
+        "modes": list(modes),
+        "device": str(device),
+        "data_root": str(data_root) if data_root else None,
+        "runs": runs,
+        "registered": {d: OFFICIAL.settings_for(d) for d in {r.dataset for r in records}},
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "spec.json").write_text(json.dumps(spec))
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmark.cli.verify_worker", str(out / "spec.json"), str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+        why = lines[-1] if lines else f"exit code {proc.returncode}"
+        raise Rejected(f"the bundled plugin failed to {' and '.join(modes)}: {why}")
+    return json.loads((out / "defaults.json").read_text())
+
+
+def match_predictions(
+    record: RunRecord, stored: Mapping[str, Any], fresh: Mapping[str, Any], same_kind: bool
+) -> None:
+    """Stored outputs must equal the re-inferred ones: every tensor of every split, within
+    ``PREDICTION_TOLERANCE`` (``same`` when both ran on one device kind, else ``cross``);
+    integer and boolean tensors exactly."""
+    import torch
+
+    rtol, atol = PREDICTION_TOLERANCE["same" if same_kind else "cross"]
+    if set(stored) != set(fresh):
+        raise Rejected(
+            f"run {record.run_id}: stored predictions for splits {sorted(stored)}, the run "
+            f"evaluates {sorted(fresh)}"
+        )
+    for split, out in fresh.items():
+        mine, theirs = out.tensors(), stored[split].tensors()
+        if set(mine) != set(theirs):
+            raise Rejected(
+                f"run {record.run_id}: stored outputs on {split} are {sorted(theirs)}, the "
+                f"bundled checkpoint outputs {sorted(mine)}"
+            )
+        for key, value in mine.items():
+            other = theirs[key]
+            same_shape = value.shape == other.shape
+            if same_shape and value.is_floating_point():
+                ok = torch.allclose(
+                    other.float(), value.float(), rtol=rtol, atol=atol, equal_nan=True
+                )
+            else:
+                ok = same_shape and torch.equal(other, value)
+            if not ok:
+                what = f"{key} on {split}"
+                if key == "logits" and same_shape and value.ndim == 2:
+                    flips = int((value.argmax(1) != other.argmax(1)).sum())
+                    what += f" ({flips} of {len(value)} predicted classes differ)"
+                raise Rejected(
+                    f"run {record.run_id} ({record.dataset}, seed {record.seed}): the stored "
+                    f"{what} are not what the bundled checkpoint predicts"
+                )
+
+
+def match_retrained(
+    records: Sequence[RunRecord], fresh: Mapping[str, Mapping[str, Any]], exact: bool
+) -> None:
+    """Retrained metrics vs recorded ones (the metrics the rows carry).
+
+    ``exact`` (both on the CPU): every run's every metric within ``TOLERANCE``. Otherwise the
+    seed mean of each metric: |retrained - recorded| <= RETRAIN_FLOOR * max(1, |recorded|) +
+    RETRAIN_SE * sqrt((s_retrained^2 + s_recorded^2) / n), s the seeds' standard deviations."""
+    import statistics
+
+    pairs: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for r in records:
+        new = fresh[r.run_id]
+        for split, values in r.metrics.items():
+            for key, claimed in values.items():
+                if key not in new.get(split, {}):
+                    continue
+                actual = float(new[split][key])
+                pairs.setdefault((split, key), []).append((float(claimed), actual))
+                if exact and not (
+                    (math.isnan(claimed) and math.isnan(actual))
+                    or abs(claimed - actual) <= TOLERANCE
+                ):
+                    raise Rejected(
+                        f"run {r.run_id} ({r.dataset}, seed {r.seed}): {key} on {split} is "
+                        f"{claimed!r} in the record but {actual!r} when trained again from the "
+                        f"bundled plugin"
+                    )
+    if exact:
+        return
+    for (split, key), vals in sorted(pairs.items()):
+        claimed = [c for c, _ in vals if not math.isnan(c)]
+        actual = [a for _, a in vals if not math.isnan(a)]
+        if len(claimed) != len(actual):
+            raise Rejected(f"{key} on {split}: NaN in the record or the retrained runs only")
+        if not claimed:
+            continue
+        n = len(claimed)
+        spread = (statistics.variance(claimed) + statistics.variance(actual)) if n > 1 else 0.0
+        mc, ma = statistics.fmean(claimed), statistics.fmean(actual)
+        bound = RETRAIN_FLOOR * max(1.0, abs(mc)) + RETRAIN_SE * math.sqrt(spread / n)
+        if abs(mc - ma) > bound:
+            raise Rejected(
+                f"{records[0].dataset}: {key} on {split} is {mc:.4f} (mean of {n} seeds) in "
+                f"the records but {ma:.4f} when trained again from the bundled plugin "
+                f"(allowed difference {bound:.4f})"
+            )
+
+
+# -- the official leaderboard ----------------------------------------------------------------
+def check_official_protocol(manifest: Mapping[str, Any]) -> None:
+    """The bundle's stated protocol must be the registered one (``OFFICIAL``)."""
+    protocol = manifest["protocol"]
+    if manifest.get("quick") or protocol.get("quick"):
+        raise Rejected("a quick bundle never enters the official leaderboard")
+    for key in ("name", "seeds", "select", "random", "search"):
+        if protocol.get(key) != getattr(OFFICIAL, key):
+            raise Rejected(
+                f"the bundle's protocol has {key} = {protocol.get(key)!r}; the official "
+                f"leaderboard's registered protocol {OFFICIAL.name} has "
+                f"{getattr(OFFICIAL, key)!r}"
+            )
+    for dataset in manifest["datasets"]:
+        given = [
+            *protocol.get("settings", {}).get("*", []),
+            *protocol.get("settings", {}).get(dataset, []),
+        ]
+        expected = [*OFFICIAL.settings.get("*", []), *OFFICIAL.settings.get(dataset, [])]
+        if sorted(map(str, given)) != sorted(expected):
+            raise Rejected(
+                f"the bundle's protocol sets {given} on {dataset}; the official leaderboard's "
+                f"registered protocol {OFFICIAL.name} sets {expected}"
+            )
+
+
+def check_official_runs(records: Sequence[RunRecord], registered: Mapping[str, Any]) -> None:
+    """The runs themselves (not the bundle's text) must follow the registered protocol: its
+    seeds, and the dataset options and hyperparameters its settings resolve to for the plugin
+    (``registered``: ``hparams`` and ``options``, from the worker)."""
+    dataset_defaults = registered["options"]
+    defaults = registered["hparams"]
+    seeds = sorted(r.seed for r in records)
+    if seeds != sorted(OFFICIAL.seeds):
+        raise Rejected(
+            f"{records[0].dataset}: runs for seeds {seeds}, the official protocol requires "
+            f"{OFFICIAL.seeds}"
+        )
+    for r in records:
+        if r.dataset_options != json.loads(json.dumps(dict(dataset_defaults))):
+            raise Rejected(
+                f"run {r.run_id}: dataset options {json.dumps(r.dataset_options)} are not "
+                f"{json.dumps(dict(dataset_defaults))}, the official protocol's "
+                f"({OFFICIAL.name})"
+            )
+        expected = json.loads(json.dumps(defaults))
+        differ = sorted(
+            k for k in set(r.hparams) | set(expected) if r.hparams.get(k) != expected.get(k)
+        )
+        if differ:
+            k = differ[0]
+            raise Rejected(
+                f"run {r.run_id}: {k} = {r.hparams.get(k)!r}, the official protocol "
+                f"({OFFICIAL.name}) gives {expected.get(k)!r} ({len(differ)} setting(s) differ)"
+            )
+
+
+def _row_settings(
+    record: RunRecord, defaults: Mapping[str, Any] | None, ds_defaults: Any
+) -> dict[str, str]:
+    """The ``--set`` pairs of a verified row, from its records: relative to the plugin's
+    defaults when the worker reported them, else every hyperparameter."""
+    from benchmark.leaderboard import explicit_settings
+
+    if defaults is None:
+        return explicit_settings(record)
+    expected = json.loads(json.dumps(defaults))  # as the record holds them (lists, not tuples)
+    options = json.loads(json.dumps(dict(ds_defaults)))
+    out = {k: fmt_value(v) for k, v in record.hparams.items() if expected.get(k, object()) != v}
+    for k, v in record.dataset_options.items():
+        if options.get(k, object()) != v:
+            out[f"dataset.{k}"] = fmt_value(v)
+    return out
+
+
 def verify(
     path: str | Path,
     *,
@@ -499,24 +820,50 @@ def verify(
     data_root: str | Path | None = None,
     device: Any = None,
     write: bool = True,
+    level: str = "predictions",
+    official: bool | None = None,
 ) -> Verified:
     """Check a bundle; append its rows to ``leaderboard`` (a folder of per-dataset CSVs, or
-    one CSV) unless it is a quick bundle. Raises ``Rejected`` with the reason."""
+    one CSV) unless it is a quick bundle. Raises ``Rejected`` with the reason.
+
+    ``level``: ``predictions`` (metrics recomputed from the stored predictions),
+    ``reinferred`` (also: the bundled checkpoint predicts them; RUNS THE BUNDLED PLUGIN in a
+    subprocess) or ``retrained`` (also: training again gives the recorded metrics; runs it too).
+    ``official``: check against the registered protocol and require ``reinferred`` or better;
+    None: when ``leaderboard`` is the checkout's ``results/leaderboard``.
+    """
     from benchmark.device import select_device
+    from benchmark.hparams import resolve
     from benchmark.leaderboard import append_rows, build_row
     from benchmark.runner import Runner
 
+    if level not in LEVELS[1:]:
+        raise BenchError(f"verification level {level!r}; choose one of {', '.join(LEVELS[1:])}")
     path = Path(path)
     manifest = _load_manifest(path)
     checks = []
     n_files = check_files(path, manifest)
     checks.append(f"{n_files} files match their sha256 in the manifest")
+    protocol = manifest["protocol"]
+    if not isinstance(protocol, dict):
+        raise Rejected("manifest.json: 'protocol' is not a table")
+    quick = bool(manifest.get("quick") or protocol.get("quick")) or _looks_quick(manifest)
+    if official is None:
+        official = leaderboard is not None and write and is_official(leaderboard)
+    official = official and not quick  # a quick bundle is verified but never written
+    if official and LEVELS.index(level) < LEVELS.index(OFFICIAL_LEVEL):
+        raise Rejected(
+            f"the official leaderboard accepts rows verified at level {OFFICIAL_LEVEL} or "
+            f"better; add --rerun (it runs the bundle's code in a separate process)"
+        )
     method = manifest["method"]
     if manifest.get("bench_version") != benchmark.__version__:
         raise Rejected(
             f"made with bench {manifest.get('bench_version')}, this is bench "
             f"{benchmark.__version__}; resubmit with this version"
         )
+    if official:
+        check_official_protocol(manifest)
     method_hash = expected_method_hash(path, manifest)
     checks.append(f"plugin sources hash to {method_hash}")
     if manifest.get("core_hash") != core_hash():
@@ -526,12 +873,13 @@ def verify(
         )
     device = device or select_device("cpu")
     runner = Runner(Store(tempfile.mkdtemp(prefix="bench-verify-")), device, data_root, False)
-    protocol = manifest["protocol"]
     by_dataset: dict[str, list[RunRecord]] = {}
     unverified: set[str] = set()
     for entry in manifest["runs"]:
-        run_id = str(entry.get("run_id", ""))
-        rpath = path / "runs" / f"{run_id}.json"
+        run_id = str(entry.get("run_id", "")) if isinstance(entry, dict) else ""
+        if not _RUN_ID.fullmatch(run_id):
+            raise Rejected(f"manifest run id {run_id!r} is not a run id")
+        rpath = path / _listed(manifest, f"runs/{run_id}.json", "run record")
         try:
             record = RunRecord.from_dict(json.loads(rpath.read_text()))
         except (OSError, json.JSONDecodeError, ValueError, TypeError) as exc:
@@ -558,6 +906,7 @@ def verify(
             raise Rejected(f"run {run_id}: dataset fingerprint differs from the manifest's")
         by_dataset.setdefault(record.dataset, []).append(record)
     recomputed_runs: dict[str, list[RunRecord]] = {}
+    stored: dict[str, dict[str, Any]] = {}
     for dataset, records in sorted(by_dataset.items()):
         ds = manifest["datasets"][dataset]
         if dataset not in DATASETS:
@@ -577,7 +926,9 @@ def verify(
             raise Rejected(f"{dataset}: the seeds were run with different hyperparameters")
         fixed = []
         for record in records:
-            outputs = Store(path).load_predictions(path / "predictions" / f"{record.run_id}.pt")
+            ppath = path / _listed(manifest, f"predictions/{record.run_id}.pt", "predictions")
+            outputs = Store(path).load_predictions(ppath)
+            stored[record.run_id] = outputs
             metrics, details, missing = recompute(record, outputs, bundle, runner)
             unverified |= set(missing)
             clean = RunRecord.from_dict(record.to_dict())
@@ -588,24 +939,86 @@ def verify(
             f"{dataset}: fingerprint {bundle.fingerprint} rebuilt; {len(records)} runs' metrics "
             f"recomputed from their predictions"
         )
+    all_records = [r for rs in by_dataset.values() for r in rs]
+    dataset_defaults = {d: resolve(DATASETS.get(d).options, {}, what=d) for d in by_dataset}
+    defaults: dict[str, Any] | None = None
+    if LEVELS.index(level) >= LEVELS.index("reinferred"):
+        modes = ["rerun", "retrain"] if level == "retrained" else ["rerun"]
+        with tempfile.TemporaryDirectory(prefix="bench-verify-worker-") as tmp:
+            out = Path(tmp)
+            defaults = _worker(modes, path, manifest, all_records, device, data_root, out)
+            for r in all_records:
+                fresh = Store(out).load_predictions(out / f"{r.run_id}.pt")
+                same = device_kind(r.environment.get("device", "")) == device_kind(device)
+                match_predictions(r, stored[r.run_id], fresh, same)
+            checks.append(
+                f"{len(all_records)} runs re-inferred from the bundled checkpoints with the "
+                f"bundled plugin (separate process on {device}): the stored predictions match"
+            )
+            if official:
+                for dataset, records in sorted(by_dataset.items()):
+                    check_official_runs(records, defaults[dataset]["registered"])
+                checks.append(f"the runs follow the registered protocol {OFFICIAL.name}")
+            if level == "retrained":
+                for dataset, records in sorted(by_dataset.items()):
+                    retrained = {
+                        r.run_id: json.loads((out / f"{r.run_id}.json").read_text())
+                        for r in records
+                    }
+                    for r in records:  # same code and configuration: the same run id
+                        same_code = r.code.get("core") == core_hash()
+                        if same_code and retrained[r.run_id]["run_id"] != r.run_id:
+                            raise Rejected(
+                                f"run {r.run_id}: trained again from its own hyperparameters "
+                                f"and data options it is run {retrained[r.run_id]['run_id']}"
+                            )
+                    fresh_metrics = {k: v["metrics"] for k, v in retrained.items()}
+                    exact = device_kind(device) == "cpu" and all(
+                        device_kind(r.environment.get("device", "")) == "cpu" for r in records
+                    )
+                    match_retrained(recomputed_runs[dataset], fresh_metrics, exact)
+                    checks.append(
+                        f"{dataset}: {len(records)} seeds trained again from the bundled plugin; "
+                        f"metrics match ({'each run exactly' if exact else 'seed means'})"
+                    )
     bid = bundle_id(manifest)
     rows = {}
     for dataset, records in recomputed_runs.items():
+        first = min(records, key=lambda r: r.seed)
+        plugin_files = [e["file"] for e in manifest["plugin"] if not e.get("builtin")]
         rows[dataset] = build_row(
             sorted(records, key=lambda r: r.seed),
             selection=protocol.get("select") or "none",
             source=f"verified {protocol['name']} bundle {bid}",
-            settings=manifest["datasets"][dataset]["settings"],
-            plugin=str(path / manifest["plugin"][0].get("file", "")),
+            settings=_row_settings(
+                first,
+                defaults[dataset]["hparams"] if defaults is not None else None,
+                dataset_defaults[dataset],
+            ),
+            plugin=str(path / plugin_files[0]) if plugin_files else None,
+            verification=level,
         )
     written: dict[str, Path] = {}
-    if manifest.get("quick") or protocol.get("quick"):
+    if quick:
         checks.append("quick bundle: verified, but quick results never enter a leaderboard")
     elif write and leaderboard is not None:
         target = Path(leaderboard)
         for dataset, row in rows.items():
             csv = target if target.suffix == ".csv" else target / f"{dataset}.csv"
             written[dataset] = append_rows(csv, [row])
-    return Verified(
-        bid, method, bool(manifest.get("quick")), checks, sorted(unverified), rows, written
+    return Verified(bid, method, quick, checks, sorted(unverified), rows, written, level)
+
+
+def _looks_quick(manifest: Mapping[str, Any]) -> bool:
+    """A bundle whose protocol is the quick one under another flag (relabelled)."""
+    protocol = manifest["protocol"]
+    datasets = [d for d in manifest["datasets"] if d in DATASETS]
+    if protocol.get("name") == "quick":
+        return True
+    if not datasets:
+        return False
+    quick = quick_protocol(datasets)
+    return all(
+        sorted(protocol.get("settings", {}).get(d, [])) == sorted(quick.settings[d])
+        for d in datasets
     )

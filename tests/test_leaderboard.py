@@ -13,11 +13,14 @@ import pytest
 from benchmark.errors import BenchError
 from benchmark.leaderboard import (
     LEADERBOARD_SCHEMA,
+    append_rows,
     build,
     build_row,
     current_code,
+    level,
     neutralise,
     read_leaderboard,
+    row_hash,
     unneutralise,
     write_leaderboard,
 )
@@ -190,3 +193,75 @@ def test_committed_leaderboard_is_valid_and_reproducible() -> None:
             assert 0 <= float(row["acc_mean"]) <= 1
             if name in ("glyph-lt", "colored-mnist"):  # biased-mnist's ERM is at chance (README)
                 assert float(row["acc_mean"]) > 0.2  # measured, not a placeholder
+
+
+def test_rows_carry_their_verification_level(cli, tmp_path: Path) -> None:
+    build([record(s, 0.5 + s / 10, 0.1) for s in range(3)], tmp_path, min_seeds=3)
+    path = tmp_path / "glyph-lt.csv"
+    (row,) = read_leaderboard(path).rows
+    assert row["verification"] == "local"  # built from your own records
+    assert "verification" in path.read_text().splitlines()[0].split(",")
+    verified = build_row([record(s, 0.9, 0.2, lr=0.3) for s in range(3)], verification="reinferred")
+    append_rows(path, [verified])
+    code, out, err = cli("leaderboard", "show", path)
+    assert code == 0, err
+    assert "verification" in out and "local" in out and "reinferred" in out
+    mine = Store(tmp_path / "mine")
+    for s in range(2):
+        mine.write(record(s, 0.7, 0.2, lr=0.05))
+    code, out, err = cli("compare", "--results", mine.root, "--leaderboard", path)
+    assert code == 0, err
+    lines = {ln.split("|")[2].strip(): ln for ln in out.splitlines() if ln.startswith("|")}
+    assert "reinferred" in lines["erm (lr=0.3)"] and "local" in lines["erm (lr=0.05) ← yours"]
+    with pytest.raises(BenchError, match="is not one of"):
+        build_row([record(0, 0.5, 0.5)], verification="trusted")
+    # a file written before levels existed (no such column) reads as local, hashes intact
+    old = tmp_path / "old.csv"
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    cols = [c for c in rows[0] if c != "verification"]
+    plain = build_row([record(s, 0.5, 0.5) for s in range(3)])
+    del plain["verification"]
+    plain["row_hash"] = row_hash(plain)
+    write_csv_rows(old, [plain], cols)
+    (r,) = read_leaderboard(old).rows
+    assert level(r) == "local"
+    # an unknown level is refused even with a consistent row_hash
+    bad = build_row([record(s, 0.5, 0.5) for s in range(3)])
+    bad["verification"] = "official"
+    bad["row_hash"] = row_hash(bad)
+    write_csv_rows(tmp_path / "bad.csv", [bad], list(bad))
+    with pytest.raises(BenchError, match="verification level 'official'"):
+        read_leaderboard(tmp_path / "bad.csv")
+
+
+def write_csv_rows(path: Path, rows: list[dict[str, str]], cols: list[str]) -> None:
+    from benchmark.leaderboard import to_csv
+
+    path.write_text(to_csv(rows, cols))
+
+
+def _append_many(path: str, worker: int, n: int) -> None:
+    for i in range(n):
+        row = build_row([record(s, 0.5, 0.5, lr=worker + i / 100) for s in range(3)])
+        append_rows(path, [row])
+
+
+def test_concurrent_appends_lose_no_row(tmp_path: Path) -> None:
+    """Four processes appending to one CSV at once (four `bench verify`): every row stays."""
+    import multiprocessing
+
+    path = tmp_path / "lb" / "glyph-lt.csv"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_append_many, args=(str(path), w, 5)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert all(p.exitcode == 0 for p in procs)
+    rows = read_leaderboard(path).rows
+    assert len(rows) == 20
+    assert sorted({r["hparams"] for r in rows}) == sorted(
+        f'{{"epochs":12,"lr":{w + i / 100}}}' for w in range(4) for i in range(5)
+    )
+    assert [p.name for p in path.parent.iterdir()] == ["glyph-lt.csv"]  # no lock file left

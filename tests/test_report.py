@@ -193,3 +193,21 @@ def test_saliency_overlay_from_stored_predictions(tmp_path: Path) -> None:
     store.save_predictions(r.run_id, {"test": Outputs(logits=torch.zeros(n, 6), saliency=sal)})
     png = plot_saliency(store, r)
     assert png is not None and png.startswith("data:image/png;base64,")
+
+
+def test_report_shows_levels_and_links_the_plugin_source(tmp_path: Path) -> None:
+    records = [record(s, 0.5, "my-focal") for s in range(2)]
+    verified = build_row(records, plugin="bundle/plugin/focal_loss.py", verification="reinferred")
+    url = build_row(
+        [record(s, 0.4, "x", lr=0.2) for s in range(2)],
+        plugin="javascript:alert(1)",
+        verification="predictions",
+    )
+    local = build_row([record(s, 0.3) for s in range(2)])
+    board = write_leaderboard(tmp_path / "lb" / "glyph-lt.csv", [verified, url, local])
+    page = build_report([board])
+    assert '<th data-type="text">verification</th>' in page
+    cells = re.findall(r'<td class="text">(local|predictions|reinferred|retrained)</td>', page)
+    assert sorted(cells) == ["local", "predictions", "reinferred"]
+    assert '<a href="bundle/plugin/focal_loss.py">plugin source</a>' in page
+    assert 'href="javascript:' not in page

@@ -102,6 +102,7 @@ def rank(rows: list[dict[str, str]], key: str) -> list[dict[str, Any]]:
 def render_ranking(ranked: list[dict[str, Any]], key: str, board: Any) -> str:
     from tabulate import tabulate
 
+    from benchmark.leaderboard import level
     from benchmark.tables import _scale, arrow, fmt
 
     scale = _scale(key)
@@ -116,8 +117,10 @@ def render_ranking(ranked: list[dict[str, Any]], key: str, board: Any) -> str:
             "" if math.isnan(d) or r["source"] == "yours" else f"{d * scale:+.2f}"
             for d in r["delta_vs_yours"]
         ]
-        table.append([r["rank"], label, r["selection"], n, fmt(r["value"], std, n, scale), *deltas])
-    headers = ["rank", "method", "selection", "n", key + arrow(key)]
+        table.append(
+            [r["rank"], label, r["selection"], level(r), n, fmt(r["value"], std, n, scale), *deltas]
+        )
+    headers = ["rank", "method", "selection", "verification", "n", key + arrow(key)]
     headers.append("Δ vs yours" if len(mine) == 1 else "Δ vs your best")
     lines = [
         f"{board.path}: {len(board.rows)} leaderboard row(s), dataset fingerprint "

@@ -88,11 +88,17 @@ def display_frame(rows: list[dict[str, str]], keys: list[str], extra: Any = None
     """Rows as a readable frame: method, selection, n, one "mean ± std" column per metric."""
     import pandas as pd
 
+    from benchmark.leaderboard import level
     from benchmark.tables import _scale, arrow, fmt
 
     out = []
     for row in rows:
-        item = {"method": row["method"], "selection": row["selection"], "n": row["n"]}
+        item = {
+            "method": row["method"],
+            "selection": row["selection"],
+            "n": row["n"],
+            "verification": level(row),
+        }
         for key in keys:
             mean, std = row.get(f"{key}_mean", ""), row.get(f"{key}_std", "")
             item[key + arrow(key)] = (

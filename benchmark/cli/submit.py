@@ -85,5 +85,8 @@ def main(args: argparse.Namespace) -> int:
         f"(seeds {' '.join(map(str, m['protocol']['seeds']))})"
         + (", QUICK MODE: can never enter a leaderboard" if m["quick"] else "")
     )
-    print(f"next: bench verify {result.path}")
+    print(
+        f"next: bench verify {result.path} (--rerun for the official leaderboard: it runs the "
+        f"bundle's code)"
+    )
     return 0
