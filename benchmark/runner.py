@@ -376,10 +376,14 @@ class Runner:
             view = self.view(bundle, name, predict, method, trainer)
             view.train_counts = train_counts.to(self.device)
             metrics[name], details[name] = {}, {}
+            paired = bool(bundle.splits[name].pair_with)
             for mname, mcls in METRICS.items():
                 metric = mcls()
                 if not metric.applies(view):
                     continue
+                if paired and "attr:is_ood" not in metric.requires:
+                    continue  # an OoD split adds no in-distribution sample: its ID metrics
+                    # would repeat those of the split it is paired with
                 metrics[name].update(metric.compute(view))
                 extra = metric.details(view)
                 if extra:
