@@ -206,7 +206,10 @@ def run_table(records: Sequence[RunRecord]) -> str:
                 }
                 for m in order
             ]
-            seeds = sorted({n for (_, _), (_, n) in cells.items()})
+            per_method = {
+                m: max(n for (meth, _), (_, n) in cells.items() if meth == m) for m in methods
+            }
+            seeds = sorted(set(per_method.values()))
             title = (
                 f"{', '.join(methods)} on {dataset} (accuracies in %; "
                 f"seeds per method: {', '.join(map(str, seeds))})"
