@@ -7,8 +7,6 @@ import json
 import sys
 from typing import Any
 
-from benchmark.hparams import parse_assignments
-
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
@@ -76,11 +74,14 @@ def main(args: argparse.Namespace) -> int:
     from benchmark.plugins.index import check_name, load_index
 
     methods = method_names(args.method)
-    settings = parse_assignments(args.set)
     index = load_index(tuple(args.plugin))  # unknown names fail here, before torch loads
     for name in methods:
         check_name(index, "methods", name)
     check_name(index, "datasets", args.dataset)
+
+    from benchmark.hparams import parse_assignments
+
+    settings = parse_assignments(args.set)
 
     from benchmark import distributed
     from benchmark.device import select_device
