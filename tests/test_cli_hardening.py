@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmark.io import atomic_write_bytes, atomic_write_json, clean_stale_temporaries
+from benchmark.io import atomic_write_bytes, atomic_write_json
 from benchmark.record import RunRecord, content_id
 from benchmark.store import Store
 
@@ -219,7 +219,7 @@ def _dead_pid() -> int:
 
 
 def test_every_writing_command_removes_stale_temporaries(cli, tmp_path: Path) -> None:
-    from benchmark.io import _host
+    from benchmark.io import _host, clean_stale_temporaries
 
     results = tmp_path / "r"
     stale, fresh = [], []
