@@ -45,6 +45,26 @@ def autocast(device: torch.device) -> Iterator[None]:
         yield
 
 
+def environment_key(device: torch.device) -> dict[str, str | int]:
+    """What, besides the code and the inputs, decides a run's bits; part of its run id.
+
+    On the CPU: the torch version (kernels change between releases, patch and build included),
+    the vector instruction set torch dispatches to (``AVX2``, ``AVX512``, ...), and the number
+    of intra-op threads (a reduction split over 1 or 2 threads sums in another order). On CUDA:
+    the torch version, the GPU's name and compute capability (CPU threads do not decide GPU
+    kernels). Two records with different keys never share a run id, nor a checkpoint.
+    """
+    key: dict[str, str | int] = {"torch": torch.__version__, "device": device.type}
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        key["gpu"] = torch.cuda.get_device_name(device)
+        key["capability"] = f"{major}.{minor}"
+    else:
+        key["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+        key["threads"] = torch.get_num_threads()
+    return key
+
+
 def environment(device: torch.device) -> dict[str, str | int]:
     """Library versions and hardware, for the run record."""
     import platform

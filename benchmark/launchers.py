@@ -234,7 +234,9 @@ def _worker(
 
 class GpuLauncher(Launcher):
     """One worker process per visible GPU; ``devices`` may name them (``["0", "1"]``). With no
-    GPU, ``max_parallel`` CPU workers (default 1) share the cores."""
+    GPU, ``max_parallel`` CPU workers (default 1) share the cores, each with cores/N torch
+    threads; the thread count is part of the run id (``benchmark.device.environment_key``), so
+    their runs never share an id with runs of another thread count (``--launcher local``)."""
 
     name = "gpus"
 

@@ -1,15 +1,16 @@
 """The run record: everything needed to trust and reproduce one number.
 
 A record's id is content-addressed: the hash of what determines the result (method, dataset
-version, fingerprint and options, hyperparameters, seed, code version). Everything else
-(metrics, timings, environment) is what the run produced.
+version, fingerprint and options, hyperparameters, seed, code version, and the environment key:
+torch version, device kind, CPU threads; ``benchmark.device.environment_key``). Everything
+else (metrics, timings, the full environment) is what the run produced.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -48,6 +49,9 @@ class RunRecord:
     schema: int = SCHEMA_VERSION
     #: splits evaluated beyond the dataset's ``eval_splits`` (e.g. ``val`` for model selection)
     extra_splits: list[str] = field(default_factory=list)
+    #: the environment that decides the bits (``benchmark.device.environment_key``); part of
+    #: the id when not empty (records written before it existed have none)
+    env_key: dict[str, Any] = field(default_factory=dict)
 
     @staticmethod
     def identity(
@@ -61,8 +65,9 @@ class RunRecord:
         seed: int,
         code: str,
         extra_splits: Sequence[str] = (),
+        env_key: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """The inputs the run id hashes (``extra_splits`` only when there are any)."""
+        """The inputs the run id hashes (``extra_splits`` and ``env_key`` only when given)."""
         out = {
             "schema": SCHEMA_VERSION,
             "method": method,
@@ -76,6 +81,8 @@ class RunRecord:
         }
         if extra_splits:
             out["extra_splits"] = list(extra_splits)
+        if env_key:
+            out["env_key"] = dict(env_key)
         return out
 
     def expected_id(self) -> str:
@@ -90,6 +97,7 @@ class RunRecord:
                 seed=self.seed,
                 code=self.code.get("hash", ""),
                 extra_splits=self.extra_splits,
+                env_key=self.env_key,
             )
         )
 

@@ -383,11 +383,8 @@ def build_report(
             if found:
                 series[label] = found
         figures = []
-        if len(board.rows) > MAX_SERIES and series:
-            body.append(
-                f'<p class="muted">plots show the {MAX_SERIES} best rows by '
-                f"{esc(board.metrics[0])}</p>"
-            )
+        if series and len(series) < len(board.rows):
+            body.append(f'<p class="muted">{esc(plotted_note(board, len(series)))}</p>')
         if series:
             name = ", ".join(datasets)
             png = plot_per_class(name, series)
@@ -422,6 +419,18 @@ def build_report(
         + "\n".join(body)
         + f"\n<script>{SCRIPT}</script>\n</body></html>\n"
     )
+
+
+def plotted_note(board: Leaderboard, shown: int) -> str:
+    """What the plots of ``board`` cover when they draw ``shown`` of its rows: the best
+    ``MAX_SERIES`` by its first metric at most, and only rows whose records are at hand."""
+    text = f"plots show {shown} of the {len(board.rows)} rows"
+    if len(board.rows) > MAX_SERIES:
+        return text + (
+            f" (at most the {MAX_SERIES} best by {board.metrics[0]}; "
+            "a row is drawn when its run records are in --results)"
+        )
+    return text + " (a row is drawn when its run records are in --results)"
 
 
 def best_rows(board: Leaderboard, k: int) -> list[dict[str, str]]:

@@ -26,7 +26,13 @@ import benchmark
 from benchmark import distributed
 from benchmark.data import load_bundle
 from benchmark.dataset import DATASETS, Bundle, Dataset
-from benchmark.device import autocast, environment, seed_everything, select_device
+from benchmark.device import (
+    autocast,
+    environment,
+    environment_key,
+    seed_everything,
+    select_device,
+)
 from benchmark.errors import BenchError, UnknownNameError
 from benchmark.hparams import resolve
 from benchmark.method import METHODS, Method
@@ -171,6 +177,7 @@ class Runner:
             seed=seed,
             code=code["hash"],
             extra_splits=extra,
+            env_key=environment_key(self.device),
         )
         return Planned(
             method, dataset, seed, mcls, bundle, hparams, code, content_id(identity), extra, t_data
@@ -268,6 +275,7 @@ class Runner:
                 checkpoint=ckpt_key,
                 created=datetime.now(UTC).isoformat(timespec="seconds"),
                 extra_splits=list(p.extra_splits),
+                env_key=environment_key(self.device),
             )
             self.store.write(record)
         return record, False
@@ -303,6 +311,7 @@ class Runner:
                 "seed": seed,
                 "hparams": {k: v for k, v in hparams.items() if not declared[k].test_time},
                 "code": [core_hash(), source_hash(mcls)],
+                "env_key": environment_key(self.device),  # other threads, other weights
             }
         )
         cached = self.store.load_checkpoint(key)
@@ -367,10 +376,14 @@ class Runner:
             view = self.view(bundle, name, predict, method, trainer)
             view.train_counts = train_counts.to(self.device)
             metrics[name], details[name] = {}, {}
+            paired = bool(bundle.splits[name].pair_with)
             for mname, mcls in METRICS.items():
                 metric = mcls()
                 if not metric.applies(view):
                     continue
+                if paired and "attr:is_ood" not in metric.requires:
+                    continue  # an OoD split adds no in-distribution sample: its ID metrics
+                    # would repeat those of the split it is paired with
                 metrics[name].update(metric.compute(view))
                 extra = metric.details(view)
                 if extra:

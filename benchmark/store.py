@@ -20,7 +20,13 @@ from typing import Any
 import torch
 
 from benchmark.errors import BenchError
-from benchmark.io import atomic_torch_save, atomic_write_json, torch_load
+from benchmark.io import (
+    STALE_AFTER_S,
+    atomic_torch_save,
+    atomic_write_json,
+    clean_stale_temporaries,
+    torch_load,
+)
 from benchmark.outputs import Outputs
 from benchmark.record import RunRecord
 
@@ -44,6 +50,15 @@ class Store:
         self.checkpoints = self.root / "checkpoints"
         self.predictions = self.root / "predictions"
         self.locks = self.root / "locks"
+
+    def clean_temporaries(self, older_than_s: float = STALE_AFTER_S) -> int:
+        """Remove the temporary files that killed writers left in every folder of the store
+        (runs, checkpoints, predictions, sweeps, leaderboard); ``benchmark.io`` says which are
+        stale. Every command that writes into a store calls it. Returns how many."""
+        folders = (self.runs, self.checkpoints, self.predictions, self.root / "sweeps")
+        return sum(
+            clean_stale_temporaries(f, older_than_s) for f in (*folders, self.root / "leaderboard")
+        )
 
     # -- records -------------------------------------------------------------------------
     def path(self, run_id: str) -> Path:

@@ -37,7 +37,7 @@ import benchmark
 from benchmark.dataset import DATASETS
 from benchmark.errors import BenchError
 from benchmark.hparams import HParam, Space, parse_assignments
-from benchmark.io import atomic_write_json
+from benchmark.io import atomic_write_json, umask
 from benchmark.leaderboard import LEVELS as _LEVELS
 from benchmark.method import METHODS, Method
 from benchmark.record import RunRecord, content_id
@@ -296,6 +296,7 @@ def submit(
     tmp = Path(
         tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent if out.parent.exists() else None)
     )
+    tmp.chmod(0o777 & ~umask())  # mkdtemp makes it 0o700 whatever the umask
     try:
         bundled = []
         for src in sources:

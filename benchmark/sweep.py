@@ -445,21 +445,8 @@ class Sweep:
 
 
 def cleanup_temporaries(store: Store, older_than_s: float = 600.0) -> int:
-    """Remove temporary files left by killed writers (only old ones: a live writer's
-    temporary file is seconds old). Returns how many were removed."""
-    removed = 0
-    now = time.time()
-    for folder in (store.runs, store.checkpoints, store.predictions):
-        if not folder.is_dir():
-            continue
-        for path in folder.glob(".*.tmp"):
-            try:
-                if now - path.stat().st_mtime > older_than_s:
-                    path.unlink()
-                    removed += 1
-            except FileNotFoundError:
-                pass
-    return removed
+    """Remove temporary files left by killed writers (``Store.clean_temporaries``)."""
+    return store.clean_temporaries(older_than_s)
 
 
 def sweep_selections(store: Store) -> dict[str, str]:

@@ -170,21 +170,49 @@ def render(frame: pd.DataFrame, tablefmt: str = "github") -> str:
 
 
 def run_table(records: Sequence[RunRecord]) -> str:
-    """The table ``bench run`` prints: one row per metric, mean ± std over the given seeds."""
+    """The table ``bench run`` prints: one row per metric, mean ± std over the given seeds.
+
+    One method on a dataset: columns metric, value, seeds. Several: one column per method
+    (in the order of the records, i.e. of ``--method``), side by side, and the seeds in the
+    title.
+    """
     agg = aggregate(records)
     per_dataset = []
-    for (dataset, method), sub in agg.groupby(["dataset", "method"], sort=False):
-        order = metric_order(sub["metric"])
-        sub = sub.set_index("metric").loc[order].reset_index()
-        rows = [
-            {
-                "metric": m + arrow(m),
-                "value": fmt(r["mean"], r["std"], int(r["n"]), _scale(m)),
-                "seeds": int(r["n"]),
+    for dataset, by_dataset in agg.groupby("dataset", sort=False):
+        methods = list(dict.fromkeys(by_dataset["method"]))
+        order = metric_order(by_dataset["metric"])
+        cells = {
+            (r["method"], r["metric"]): (
+                fmt(r["mean"], r["std"], int(r["n"]), _scale(r["metric"])),
+                int(r["n"]),
+            )
+            for _, r in by_dataset.iterrows()
+        }
+        if len(methods) == 1:
+            rows = [
+                {
+                    "metric": m + arrow(m),
+                    "value": cells[methods[0], m][0],
+                    "seeds": cells[methods[0], m][1],
+                }
+                for m in order
+            ]
+            title = f"{methods[0]} on {dataset} (accuracies in %)"
+        else:
+            rows = [
+                {
+                    "metric": m + arrow(m),
+                    **{meth: cells.get((meth, m), ("—", 0))[0] for meth in methods},
+                }
+                for m in order
+            ]
+            per_method = {
+                m: max(n for (meth, _), (_, n) in cells.items() if meth == m) for m in methods
             }
-            for m, (_, r) in zip(order, sub.iterrows(), strict=True)
-        ]
-        per_dataset.append(
-            f"{method} on {dataset} (accuracies in %)\n" + render(pd.DataFrame(rows))
-        )
+            seeds = sorted(set(per_method.values()))
+            title = (
+                f"{', '.join(methods)} on {dataset} (accuracies in %; "
+                f"seeds per method: {', '.join(map(str, seeds))})"
+            )
+        per_dataset.append(f"{title}\n" + render(pd.DataFrame(rows)))
     return "\n\n".join(per_dataset) if per_dataset else "(no runs)"

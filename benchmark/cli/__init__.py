@@ -1,48 +1,42 @@
-"""The ``bench`` command line: one module per subcommand."""
+"""The ``bench`` command line: one module per subcommand.
+
+Start-up is kept short: ``bench --help`` and ``bench --version`` import no subcommand module
+(the one-line help of each command is in ``COMMANDS``), and ``bench CMD ...`` imports only
+``CMD``'s module, which imports torch and the plugins only when its command needs them
+(``bench list`` reads the plugin index instead, ``benchmark.plugins.index``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
-from benchmark.cli import (
-    cache,
-    compare,
-    dataset,
-    leaderboard,
-    listing,
-    perf,
-    plot,
-    report,
-    run,
-    show,
-    submit,
-    sweep,
-    table,
-    verify,
-)
 from benchmark.errors import BenchError
 
-COMMANDS = (
-    listing,
-    run,
-    table,
-    show,
-    dataset,
-    sweep,
-    leaderboard,
-    compare,
-    submit,
-    verify,
-    report,
-    plot,
-    cache,
-    perf,
-)
+#: command -> (module under ``benchmark.cli``, one-line help shown by ``bench --help``)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "list": ("listing", "list methods, datasets and metrics"),
+    "run": ("run", "train and evaluate a method on a dataset"),
+    "table": ("table", "aggregate stored runs"),
+    "show": ("show", "show one run record"),
+    "dataset": ("dataset", "describe one dataset (splits, classes, attributes, fingerprint)"),
+    "sweep": ("sweep", "run methods × datasets × seeds × hyperparameters"),
+    "leaderboard": ("leaderboard", "build or show leaderboard CSVs"),
+    "compare": ("compare", "rank your runs against a leaderboard CSV"),
+    "submit": ("submit", "check a method plugin, run the protocol, write a submission bundle"),
+    "verify": ("verify", "verify a submission bundle and add its rows to the leaderboard"),
+    "report": ("report", "write an HTML page of the leaderboards"),
+    "plot": ("plot", "plot per-class accuracy against training frequency (PNG)"),
+    "cache": ("cache", "pre-decode the images of an on-disk dataset (fast data path)"),
+    "perf": ("perf", "measure speed against reference implementations"),
+}
 
 EPILOG = """examples:
   bench list methods
+  bench run --method tde ce --dataset glyph-lt
   bench run --method erm --dataset glyph-lt --seed 0 1 2
   bench table --results results
   bench show 3f2a9c1e
@@ -55,7 +49,23 @@ EPILOG = """examples:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_module(name: str) -> ModuleType:
+    """The module of subcommand ``name`` (imported now)."""
+    return importlib.import_module(f"benchmark.cli.{COMMANDS[name][0]}")
+
+
+def _chosen(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line (the first word that is not an option)."""
+    for token in argv:
+        if not token.startswith("-"):
+            return token if token in COMMANDS else None
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``bench`` parser. With ``argv``, only the chosen subcommand's module is imported
+    and its parser built in full; the others are listed by their help line. Without, every
+    subcommand is built in full (tests, documentation)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--plugin",
@@ -74,18 +84,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"bench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in COMMANDS:
-        command.add_parser(sub, common)
+    chosen = None if argv is None else _chosen(argv)
+    for name, (_, help_line) in COMMANDS.items():
+        if argv is None or name == chosen:
+            command_module(name).add_parser(sub, common)
+        else:
+            sub.add_parser(name, help=help_line, add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
-        from benchmark.plugins import load_plugins
+        if not getattr(args, "loads_plugins_itself", False):
+            from benchmark.plugins import load_plugins
 
-        load_plugins(args.plugin)
+            load_plugins(args.plugin)
         return int(args.func(args) or 0)
     except BenchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)

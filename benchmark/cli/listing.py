@@ -1,13 +1,20 @@
-"""``bench list [methods|datasets|metrics] [PATTERN] [--json]``."""
+"""``bench list [methods|datasets|metrics] [PATTERN] [--json]``.
+
+Served from the plugin index (``benchmark.plugins.index``): no plugin, and not torch, is
+imported unless a plugin file changed since the index was written.
+"""
 
 from __future__ import annotations
 
 import argparse
-import inspect
+import fnmatch
 import json
 from typing import Any
 
-from benchmark.plugins import KINDS, failures, registry
+from benchmark.plugins.index import KINDS, describe, load_index
+from benchmark.registry import relpath
+
+__all__ = ["add_parser", "describe", "main"]
 
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -20,52 +27,42 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("kind", nargs="?", choices=KINDS, help="only this kind")
     p.add_argument("pattern", nargs="?", help="fnmatch filter on names, e.g. 'decouple-*'")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=main)
-
-
-def describe(obj: Any) -> str:
-    text = getattr(obj, "description", "") or inspect.getdoc(obj) or ""
-    return text.strip().splitlines()[0] if text.strip() else ""
-
-
-def rows(kind: str, pattern: str | None) -> list[dict[str, Any]]:
-    reg = registry(kind)
-    out = []
-    for name in reg.names(pattern):
-        obj = reg.get(name)
-        row: dict[str, Any] = {"name": name}
-        if kind == "methods":
-            row["tracks"] = ",".join(obj.tracks)
-            row["base"] = obj.base or ""
-        elif kind == "datasets":
-            row["track"] = obj.track
-            row["download"] = "needs data" if obj.needs_data_root else "built-in"
-        else:
-            row["tracks"] = ",".join(obj.tracks) if obj.tracks else "all"
-            row["keys"] = ",".join(obj.higher_is_better)
-        row["description"] = describe(obj)
-        row["origin"] = reg.origin(name)
-        out.append(row)
-    return out
+    p.set_defaults(func=main, loads_plugins_itself=True)
 
 
 def main(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
+    index = load_index(tuple(args.plugin))
     kinds = [args.kind] if args.kind else list(KINDS)
-    broken = [f for f in failures() if f.kind == "plugin" or f.kind + "s" in kinds]
+    broken = [
+        {
+            **f,
+            "source": relpath(f["source"]) if not f["source"].startswith("entry") else f["source"],
+        }
+        for f in index.failed
+        if f["kind"] == "plugin" or f["kind"] + "s" in kinds
+    ]
+
+    def rows(kind: str) -> list[dict[str, Any]]:
+        return [
+            r
+            for r in index.rows.get(kind, [])
+            if args.pattern is None or fnmatch.fnmatch(r["name"], args.pattern)
+        ]
+
     if args.json:
-        payload = {k: rows(k, args.pattern) for k in kinds}
-        payload["failed"] = [f.__dict__ for f in broken]
+        payload: dict[str, Any] = {k: rows(k) for k in kinds}
+        payload["failed"] = broken
         print(json.dumps(payload, indent=1))
         return 0
     for kind in kinds:
-        table = [{k: v for k, v in r.items() if k != "origin"} for r in rows(kind, args.pattern)]
+        table = [{k: v for k, v in r.items() if k != "origin"} for r in rows(kind)]
         print(f"{kind} ({len(table)})")
         print(tabulate(table, headers="keys", tablefmt="simple") if table else "  (none)")
         print()
     if broken:
         print("failed to load:")
         for f in broken:
-            print(f"  {f.kind} {f.source}: {f.error}")
+            print(f"  {f['kind']} {f['source']}: {f['error']}")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from typing import Any
 
 
@@ -24,7 +25,7 @@ def main(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     from benchmark.store import Store
-    from benchmark.tables import arrow
+    from benchmark.tables import _scale, arrow, fmt
 
     record = Store(args.results).get(args.run_id)
     if args.json:
@@ -39,12 +40,18 @@ def main(args: argparse.Namespace) -> int:
         f"options {json.dumps(record.dataset_options, sort_keys=True)}"
     )
     rows = [
-        (split, key + arrow(key), f"{value:.6g}")
+        (split, key + arrow(key), fmt(value, math.nan, 1, _scale(key)))
         for split, values in record.metrics.items()
         for key, value in values.items()
     ]
+    print(checkpoint_line(record))
     print()
-    print(tabulate(rows, headers=["split", "metric", "value"], tablefmt="github"))
+    print(
+        tabulate(
+            rows, headers=["split", "metric", "value"], tablefmt="github", disable_numparse=True
+        )
+    )
+    print("(accuracies, rates and calibration errors in %; dcor2 as is; --json: raw fractions)")
     print()
     print(
         tabulate(
@@ -65,3 +72,14 @@ def main(args: argparse.Namespace) -> int:
             f"(see --json)"
         )
     return 0
+
+
+def checkpoint_line(record: Any) -> str:
+    """Whether the run trained its model or reused a stored checkpoint (post-hoc methods and
+    test-time settings reuse the trained model of an earlier run)."""
+    key = record.checkpoint or "—"
+    if record.timings.get("checkpoint") == "cached":
+        return f"model: reused the stored checkpoint {key} (trained by an earlier run)"
+    if record.timings.get("checkpoint") == "trained":
+        return f"model: trained by this run (checkpoint {key})"
+    return f"model: checkpoint {key}"

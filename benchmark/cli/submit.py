@@ -27,7 +27,11 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--out", help="bundle folder (default: submission-METHOD)")
     p.add_argument("--force", action="store_true", help="replace an existing bundle folder")
-    p.add_argument("--results", help="results folder for the runs (reused checkpoints)")
+    p.add_argument(
+        "--results",
+        help="results folder for the runs (reused checkpoints); default ./results, with "
+        "--quick $BENCH_CACHE/quick-results (tiny-protocol runs stay out of your tables)",
+    )
     p.add_argument("--launcher", default="local", choices=("local", "gpus"))
     p.add_argument("--max-parallel", type=int, help="gpus launcher: workers")
     p.add_argument("--data-root", help="root folder of real datasets (else $BENCH_DATA)")
@@ -65,12 +69,17 @@ def main(args: argparse.Namespace) -> int:
         max_parallel=args.max_parallel,
     )
     out = args.out or f"submission-{args.method}"
+    results = args.results
+    if results is None and args.quick:  # tiny runs never mix into ./results' tables
+        from benchmark.data import cache_dir
+
+        results = str(cache_dir() / "quick-results")
     result = submit(
         args.method,
         args.plugin,
         out,
         protocol=protocol,
-        results=args.results,
+        results=results,
         launcher=launcher,
         device=device,
         force=args.force,
