@@ -17,7 +17,22 @@ from benchmark.dataset import (
     register_dataset,
 )
 from benchmark.errors import BenchError
-from benchmark.hparams import Choice, HParam, IntUniform, LogUniform, Uniform
+from benchmark.hparams import (
+    AT_LEAST_ONE,
+    FINITE,
+    NON_NEGATIVE,
+    POSITIVE,
+    SEED,
+    UNIT,
+    Choice,
+    Each,
+    HParam,
+    IntUniform,
+    LogUniform,
+    Range,
+    Uniform,
+    Valid,
+)
 from benchmark.method import Classifier, Method, register_method
 from benchmark.metric import EvalView, Metric, metric_fn, register_metric
 from benchmark.outputs import Outputs
@@ -25,7 +40,13 @@ from benchmark.plugins import load_plugins
 from benchmark.training import Batch, Trainer
 
 __all__ = [
+    "AT_LEAST_ONE",
+    "FINITE",
+    "NON_NEGATIVE",
+    "POSITIVE",
+    "SEED",
     "TRACKS",
+    "UNIT",
     "Backbone",
     "Batch",
     "BenchError",
@@ -34,6 +55,7 @@ __all__ = [
     "Classifier",
     "Dataset",
     "DatasetInfo",
+    "Each",
     "EvalView",
     "HParam",
     "IntUniform",
@@ -41,9 +63,11 @@ __all__ = [
     "Method",
     "Metric",
     "Outputs",
+    "Range",
     "Split",
     "Trainer",
     "Uniform",
+    "Valid",
     "__version__",
     "build_backbone",
     "load_plugins",

@@ -27,7 +27,7 @@ import torch
 from benchmark.dataset import DATASETS, Bundle, Dataset, Split
 from benchmark.errors import BenchError, DatasetNotFoundError
 from benchmark.glyphs import lt_counts
-from benchmark.hparams import HParam
+from benchmark.hparams import AT_LEAST_ONE, SEED, HParam, Range
 from benchmark.progress import progress_bar
 
 T = TypeVar("T")
@@ -470,8 +470,12 @@ class CifarLT(RealDataset):
     protocol = "cifar-lt"
     source: str = ""
     options = {
-        "imbalance": HParam(100.0, help="n_max / n_min (the papers use 10, 50, 100, 200)"),
-        "seed": HParam(0, help="seed of LDAM-DRW's np.random.seed before the per-class shuffles"),
+        "imbalance": HParam(
+            100.0, help="n_max / n_min (the papers use 10, 50, 100, 200)", valid=Range(1)
+        ),
+        "seed": HParam(
+            0, help="seed of LDAM-DRW's np.random.seed before the per-class shuffles", valid=SEED
+        ),
     }
 
     def build(self, options: Mapping[str, Any], data_root: Path | None) -> Bundle:
@@ -504,8 +508,12 @@ def geometry_options(train: str = "imagenet") -> dict[str, HParam]:
     from benchmark.imagefiles import TRAIN_RECIPES
 
     return {
-        "size": HParam(224, help="side of the model input (the crop)"),
-        "resize": HParam(256, help="evaluation: resize to this (short side), then centre-crop"),
+        "size": HParam(224, help="side of the model input (the crop)", valid=AT_LEAST_ONE),
+        "resize": HParam(
+            256,
+            help="evaluation: resize to this (short side), then centre-crop",
+            valid=AT_LEAST_ONE,
+        ),
         "train_transform": HParam(
             train,
             help="training augmentation: imagenet (RandomResizedCrop + flip + ColorJitter 0.4), "

@@ -24,11 +24,11 @@ import torch
 
 import benchmark
 from benchmark import distributed
-from benchmark.data import load_bundle
+from benchmark.data import dataset_options, load_bundle
 from benchmark.dataset import DATASETS, Bundle, Dataset
 from benchmark.device import autocast, environment, seed_everything, select_device
 from benchmark.errors import BenchError, UnknownNameError
-from benchmark.hparams import resolve
+from benchmark.hparams import check_seed, resolve
 from benchmark.method import METHODS, Method
 from benchmark.metric import METRICS, EvalView
 from benchmark.outputs import Outputs
@@ -150,6 +150,10 @@ class Runner:
         if reason:
             raise BenchError(reason)
         ds_over, hp_over = split_settings(mcls, dcls, settings or {})
+        check_seed(seed)
+        # every value is checked before any data is built or anything trains
+        dataset_options(dcls, ds_over)
+        hparams = resolve_hparams(mcls, dcls, hp_over, self.protocol)
         bundle = self.bundle(dataset, ds_over)
         extra = tuple(s for s in dict.fromkeys(extra_splits) if s not in bundle.eval_splits)
         for name in extra:
@@ -159,7 +163,6 @@ class Runner:
                     f"(splits: {', '.join(sorted(bundle.splits))})"
                 )
         t_data = time.perf_counter() - t_start
-        hparams = resolve_hparams(mcls, dcls, hp_over, self.protocol)
         code = code_version(mcls, dcls)
         identity = RunRecord.identity(
             method=method,

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from benchmark.hparams import parse_assignments
+from benchmark.hparams import parse_assignments, seed_arg
 
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -22,7 +22,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--method", required=True, help="method name (bench list methods)")
     p.add_argument("--dataset", required=True, help="dataset name (bench list datasets)")
-    p.add_argument("--seed", type=int, nargs="+", default=[0], help="one or more seeds")
+    p.add_argument("--seed", type=seed_arg, nargs="+", default=[0], help="one or more seeds")
     p.add_argument(
         "--set",
         action="append",

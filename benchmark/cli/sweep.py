@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from benchmark.hparams import seed_arg
+
 EPILOG = """examples:
   bench sweep --method erm --dataset glyph-lt colored-mnist --seed 0 1 2
   bench sweep --method erm --dataset glyph-lt --grid lr=0.01,0.05,0.1 --select val-acc --seed 0 1 2
@@ -32,7 +34,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--method", nargs="+", required=True, help="method names or patterns")
     p.add_argument("--dataset", nargs="+", required=True, help="dataset names or patterns")
-    p.add_argument("--seed", type=int, nargs="+", default=[0], help="seeds of the final runs")
+    p.add_argument("--seed", type=seed_arg, nargs="+", default=[0], help="seeds of the final runs")
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="fixed for every run"
     )
@@ -48,7 +50,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--search", help="comma-separated hyperparameters drawn by --random")
     p.add_argument("--select", help="model-selection rule (val-acc, val-bacc, ...)")
-    p.add_argument("--search-seed", type=int, help="seed of the search phase (default: first)")
+    p.add_argument("--search-seed", type=seed_arg, help="seed of the search phase (default: first)")
     p.add_argument("--predictions", action="store_true", help="store per-sample outputs")
     p.add_argument("--launcher", default="local", choices=("local", "gpus", "slurm"))
     p.add_argument("--max-parallel", type=int, help="cap on runs (or cluster jobs) in flight")
