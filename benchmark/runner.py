@@ -90,6 +90,23 @@ def resolve_hparams(
     return resolve(method.declared(), overrides, what=method.name, defaults=defaults)
 
 
+def check_settings(
+    method: str,
+    dataset: str,
+    settings: Mapping[str, Any],
+    seed: int = 0,
+    protocol_name: str | None = None,
+) -> dict[str, Any]:
+    """Check every value of one run against its declaration (names, types, validity ranges,
+    seed) without building data or training; returns the resolved hyperparameters. A bad
+    value raises a one-line ``BenchError`` naming it."""
+    mcls, dcls = METHODS.get(method), DATASETS.get(dataset)
+    ds_over, hp_over = split_settings(mcls, dcls, settings)
+    check_seed(seed)
+    dataset_options(dcls, ds_over)
+    return resolve_hparams(mcls, dcls, hp_over, protocol_name)
+
+
 def code_version(method: type[Method], dataset: type[Dataset]) -> dict[str, str]:
     """Hashes of the code that determines a result: core, method (+ base), dataset, metrics."""
     parts = {"core": core_hash(), "dataset": source_hash(dataset)}
@@ -149,11 +166,9 @@ class Runner:
         reason = mcls.incompatibility(dcls)
         if reason:
             raise BenchError(reason)
-        ds_over, hp_over = split_settings(mcls, dcls, settings or {})
-        check_seed(seed)
         # every value is checked before any data is built or anything trains
-        dataset_options(dcls, ds_over)
-        hparams = resolve_hparams(mcls, dcls, hp_over, self.protocol)
+        hparams = check_settings(method, dataset, settings or {}, seed, self.protocol)
+        ds_over, _ = split_settings(mcls, dcls, settings or {})
         bundle = self.bundle(dataset, ds_over)
         extra = tuple(s for s in dict.fromkeys(extra_splits) if s not in bundle.eval_splits)
         for name in extra:
@@ -210,6 +225,7 @@ class Runner:
 
         if done():
             return self.store.get(run_id), True
+        self.store.prepare()  # an unusable --results fails here, not after training
         # only rank 0 locks: other torchrun ranks must not wait on a lock that rank 0 holds
         # while it waits for them in the gradient all-reduce
         lock = self.store.lock(run_id) if distributed.is_main() else contextlib.nullcontext()

@@ -45,6 +45,20 @@ class Store:
         self.predictions = self.root / "predictions"
         self.locks = self.root / "locks"
 
+    def prepare(self) -> None:
+        """Create the folders a run writes to, before anything trains. A ``--results`` that
+        is a file or cannot be created raises a one-line ``BenchError`` naming it."""
+        if self.root.exists() and not self.root.is_dir():
+            raise BenchError(f"--results {self.root}: not a folder (a file has that name)")
+        try:
+            for folder in (self.runs, self.checkpoints):
+                folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BenchError(
+                f"--results {self.root}: cannot create {exc.filename or self.root} "
+                f"({exc.strerror or exc})"
+            ) from None
+
     # -- records -------------------------------------------------------------------------
     def path(self, run_id: str) -> Path:
         return self.runs / f"{run_id}.json"
@@ -87,8 +101,25 @@ class Store:
         return self.checkpoints / f"{key}.pt"
 
     def load_checkpoint(self, key: str) -> dict[str, Any] | None:
+        """The cached checkpoint ``key``, or None. One that cannot be read (truncated, not a
+        checkpoint) is an error naming the file: delete it to retrain (it is never silently
+        replaced, so a damaged disk or a copy gone wrong does not go unnoticed)."""
         path = self.checkpoint_path(key)
-        return torch_load(path) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            payload = torch_load(path)
+        except Exception as exc:
+            reason = str(exc).split(". ")[0].splitlines()[0][:120]
+            raise BenchError(
+                f"cached checkpoint {path} is unreadable ({type(exc).__name__}: {reason}); "
+                f"delete it to retrain"
+            ) from None
+        if not isinstance(payload, dict) or "state" not in payload:
+            raise BenchError(
+                f"cached checkpoint {path} is not a bench checkpoint; delete it to retrain"
+            )
+        return payload
 
     def save_checkpoint(self, key: str, payload: dict[str, Any]) -> None:
         atomic_torch_save(self.checkpoint_path(key), payload)

@@ -384,7 +384,18 @@ class Sweep:
             return [j for jobs in self.search_jobs().values() for j in jobs]
         return self.final_jobs({p: (0, {}) for p in self.pairs})
 
+    def check(self) -> None:
+        """Every value of every run known before running (each grid point, each seed) is
+        checked now, so that a bad one is refused before the valid ones train."""
+        from benchmark.runner import check_settings
+
+        for job in self.plan():
+            check_settings(job.method, job.dataset, job.settings_dict(), job.seed)
+        for seed in self.spec.seeds:
+            check_settings(*self.pairs[0], self.spec.settings, seed)
+
     def run(self) -> SweepResult:
+        self.check()
         t0 = time.perf_counter()
         cleanup_temporaries(self.store)
         manifest = self.store.root / "sweeps" / f"{self.spec.sweep_id()}.json"

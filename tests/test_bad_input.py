@@ -143,12 +143,13 @@ def _plugin_exits(ctx: Ctx) -> tuple[list[str], Path]:
 
 def _grid(ctx: Ctx) -> tuple[list[str], Path]:
     argv = ["sweep", "--method", "erm", "--dataset", "glyph-lt", "--quiet", *tiny()]
-    return [*argv, "--grid", "lr=0.1,-1", "--results", str(ctx.results())], ctx.tmp
+    grid = ["--grid", "lr=0.1,-1", "--select", "val-acc"]
+    return [*argv, *grid, "--results", str(ctx.results())], ctx.tmp
 
 
 def _grid_dataset_option(ctx: Ctx) -> tuple[list[str], Path]:
     argv = ["sweep", "--method", "erm", "--dataset", "glyph-lt", "--quiet", *tiny()]
-    grid = ["--grid", "dataset.imbalance=10,0.5"]
+    grid = ["--grid", "dataset.imbalance=10,0.5", "--select", "val-acc"]
     return [*argv, *grid, "--results", str(ctx.results())], ctx.tmp
 
 

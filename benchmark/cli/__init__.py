@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from benchmark.cli import (
     cache,
@@ -55,8 +56,16 @@ EPILOG = """examples:
 """
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (exit code 2), like every other
+    error of bench; the full usage stays one ``--help`` away."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument(
         "--plugin",
         action="append",
@@ -64,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="load a plugin file (repeatable)",
     )
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="bench",
         description="Robustness benchmark harness: bias, long tail, OoD, explanations.",
         epilog=EPILOG,
@@ -90,9 +99,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BenchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file or folder the user named that cannot be read or written
+        print(f"bench: error: {os_error_line(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
         return 130
+
+
+def os_error_line(exc: OSError) -> str:
+    """``[Errno 20] Not a directory: 'x/y'`` -> ``x/y: not a directory``: the path first."""
+    what = (exc.strerror or str(exc)).rstrip(".")
+    if exc.filename is None:
+        return what
+    path = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 else "")
+    return f"{path}: {what[:1].lower()}{what[1:]}"
 
 
 if __name__ == "__main__":

@@ -63,8 +63,13 @@ def shot_split(counts: list[int]) -> dict[str, int]:
     }
 
 
-def describe_attr(value: torch.Tensor) -> dict[str, Any]:
-    """Summary of one attribute: dtype, shape, and value counts / fractions / moments."""
+def describe_attr(value: Any) -> dict[str, Any]:
+    """Summary of one attribute: dtype, shape, and value counts / fractions / moments; lazy
+    attributes (masks read from files) only their dtype, shape and ``lazy: true``."""
+    if not isinstance(value, torch.Tensor):  # lazy files (CUB's masks): not read to describe
+        dtype = getattr(value, "dtype", "uint8")
+        shape = list(getattr(value, "shape", (len(value),))[1:])
+        return {"dtype": str(dtype).removeprefix("torch."), "shape": shape, "lazy": True}
     v = value.detach().cpu()
     out: dict[str, Any] = {"dtype": str(v.dtype).removeprefix("torch."), "shape": list(v.shape[1:])}
     if v.numel() == 0:
@@ -345,7 +350,9 @@ def save_preview(bundle: Any, path: str, split_name: str, per_row: int) -> int:
                 shown_img.numpy(), cmap="gray" if img.shape[0] == 1 else None, vmin=0, vmax=1
             )
             if has_mask and masks is not None:
-                m = masks[pick[j]].float()
+                one = masks[pick[j]]
+                m = (one if isinstance(one, torch.Tensor) else masks.take([pick[j]])[0]).float()
+                m = m / 255.0 if m.max() > 1 else m  # lazy masks are 0..255
                 overlay = (img if img.shape[0] == 3 else img.expand(3, -1, -1)).clone() * 0.35
                 overlay[0] += 0.65 * m
                 spots[1].imshow(overlay.permute(1, 2, 0).clamp(0, 1).numpy())
@@ -370,6 +377,14 @@ def main(args: argparse.Namespace) -> int:
     from benchmark.hparams import parse_assignments
 
     cls = DATASETS.get(args.name)
+    if args.preview:
+        from benchmark.cli.paths import output_file
+
+        output_file(args.preview, "--preview", ".png")
+    if args.per_row < 1:
+        from benchmark.errors import BenchError
+
+        raise BenchError(f"--per-row {args.per_row}: must be >= 1")
     overrides = {k.removeprefix("dataset."): v for k, v in parse_assignments(args.set).items()}
     cached = cls.builtin() and bundle_cache_path(cls, overrides).is_file()
     if not cached and not (args.json or args.quiet):

@@ -74,6 +74,11 @@ def show(args: argparse.Namespace) -> int:
 
     board = read_leaderboard(args.csv)
     keys = args.metrics.split(",") if args.metrics else board.metrics
+    for key in keys:
+        if key not in board.metrics:
+            from benchmark.errors import UnknownNameError
+
+            raise UnknownNameError("metric", key, board.metrics, hint=f"in {board.path}")
     print(
         f"{board.path} ({len(board.rows)} rows, dataset fingerprint "
         f"{', '.join(sorted(board.fingerprints())) or '-'})"

@@ -123,6 +123,7 @@ def main(args: argparse.Namespace) -> int:
 def dry_run(sweep: Any) -> int:
     from tabulate import tabulate
 
+    sweep.check()
     jobs = sweep.plan()
     phase = "search phase (one seed)" if sweep.spec.searching else "runs"
     print(f"{len(jobs)} {phase}:")
