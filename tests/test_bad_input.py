@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import tiny_settings
-from layouts import write_cub, write_split_files
 
 from benchmark.errors import BenchError
+
+from conftest import tiny_settings
+from layouts import write_cub, write_split_files
 
 GLYPH = ["run", "--method", "erm", "--dataset", "glyph-lt", "--quiet"]
 
@@ -284,4 +285,3 @@ def test_method_hparam_out_of_range(cli, tmp_path: Path) -> None:
                        *tiny(), "--set", "gamma=-1", "--results", results)  # fmt: skip
     assert code == 2 and "gamma=-1" in err and ">= 0" in err, err
     assert not results.exists()
-
