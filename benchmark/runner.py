@@ -215,6 +215,8 @@ class Runner:
         A lock per run id keeps two processes from training the same run at once.
         """
         t_start = time.perf_counter()
+        if self.fast not in ("off", "static") and self.device.type != "cuda":  # before any work
+            raise BenchError(f"--fast {self.fast} needs a CUDA device; the CPU uses --fast off")
         p = self.plan(method, dataset, seed, settings, extra_splits)
         run_id, bundle, hparams, code = p.run_id, p.bundle, p.hparams, p.code
 
