@@ -168,6 +168,22 @@ def _plot_method_without_runs(ctx: Ctx) -> tuple[list[str], Path]:
     return ["plot", "--results", str(results), "--method", "tde,ce", "--out", str(out)], ctx.tmp
 
 
+def _table_filter(ctx: Ctx) -> tuple[list[str], Path]:
+    return ["table", "--results", str(ctx.copy_trained()), "--method", "nosuch"], ctx.tmp
+
+
+def _argv(*argv: str) -> Callable[[Ctx], tuple[list[str], Path]]:
+    """A command whose mistake is in its arguments; run inside the scratch folder's
+    ``results`` (given where the command takes it)."""
+
+    def make(ctx: Ctx) -> tuple[list[str], Path]:
+        takes_results = argv[0] in ("run", "sweep", "plot")
+        extra = ["--results", str(ctx.results())] if takes_results else []
+        return [*argv, *extra], ctx.tmp
+
+    return make
+
+
 #: (id, argv builder, words the error line contains)
 CASES: list[tuple[str, Callable[[Ctx], tuple[list[str], Path]], tuple[str, ...]]] = [
     ("batch_size=0", _run_with("batch_size=0"), ("batch_size=0", ">= 1")),
@@ -196,6 +212,21 @@ CASES: list[tuple[str, Callable[[Ctx], tuple[list[str], Path]], tuple[str, ...]]
     ("table --metrics unknown", _table_metrics, ("nosuch", "acc")),
     ("table on a missing folder", _table_missing, ("nowhere",)),
     ("plot --method without runs", _plot_method_without_runs, ("'tde'",)),
+    ("table filter matches nothing", _table_filter, ("--method nosuch", "ce on glyph-lt")),
+    ("plot --bins 0", _argv("plot", "--bins", "0"), ("--bins", ">= 1")),
+    (
+        "sweep --random -1",
+        _argv("sweep", "--method", "erm", "--dataset", "glyph-lt", "--random", "-1"),
+        ("--random", ">= 0"),
+    ),
+    ("dataset --per-row 0", _argv("dataset", "glyph-lt", "--per-row", "0"), ("--per-row",)),
+    ("missing --method", _argv("run", "--dataset", "glyph-lt"), ("--method", "--help")),
+    ("--fast on the CPU", _argv(*GLYPH, "--fast", "graph", "--device", "cpu"), ("CUDA",)),
+    (
+        "--search-seed -1",
+        _argv("sweep", "--method", "erm", "--dataset", "glyph-lt", "--search-seed", "-1"),
+        ("--search-seed", "-1"),
+    ),
 ]
 
 

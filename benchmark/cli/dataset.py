@@ -19,6 +19,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from benchmark.cli.checks import at_least
+
 #: Many / Medium / Few by training images per class (classifier-balancing ``shot_acc``)
 MANY, FEW = 100, 20
 #: an integer attribute with at most this many distinct values gets a value-count table
@@ -49,7 +51,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no status line on stderr")
     p.add_argument("--preview", metavar="FILE.png", help="write a grid of samples to this PNG")
     p.add_argument("--split", default="train", help="split shown by --preview (default: train)")
-    p.add_argument("--per-row", type=int, default=8, help="samples per row in --preview")
+    p.add_argument("--per-row", type=at_least(1), default=8, help="samples per row in --preview")
     p.set_defaults(func=main)
 
 
@@ -378,7 +380,7 @@ def main(args: argparse.Namespace) -> int:
 
     cls = DATASETS.get(args.name)
     if args.preview:
-        from benchmark.cli.paths import output_file
+        from benchmark.cli.checks import output_file
 
         output_file(args.preview, "--preview", ".png")
     if args.per_row < 1:

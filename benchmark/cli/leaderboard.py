@@ -6,6 +6,8 @@ import argparse
 import fnmatch
 from typing import Any
 
+from benchmark.cli.checks import at_least
+
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
@@ -23,7 +25,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     b.add_argument("--out", help="output folder (default: RESULTS/leaderboard)")
     b.add_argument("--dataset", help="fnmatch filter on dataset names")
     b.add_argument("--method", help="fnmatch filter on method names")
-    b.add_argument("--min-seeds", type=int, default=3, help="seeds a row needs (default 3)")
+    b.add_argument("--min-seeds", type=at_least(1), default=3, help="seeds a row needs (default 3)")
     b.add_argument(
         "--any-code", action="store_true", help="include records made by other core code"
     )

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.cli.checks import at_least
 from benchmark.errors import BenchError
 
 
@@ -32,7 +33,9 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--method", help="comma-separated method names or fnmatch patterns, in order")
     p.add_argument("--split", default="test", help="evaluated split (default test)")
     p.add_argument("--out", help="PNG file (default RESULTS/plots/per-class-DATASET-SPLIT.png)")
-    p.add_argument("--bins", type=int, default=10, help="log-spaced frequency bins of the curves")
+    p.add_argument(
+        "--bins", type=at_least(1), default=10, help="log-spaced frequency bins of the curves"
+    )
     p.set_defaults(func=main)
 
 
@@ -126,7 +129,7 @@ def draw(series: list[dict[str, Any]], title: str, bins: int = 10) -> bytes:
 def main(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from benchmark.cli.paths import output_file
+    from benchmark.cli.checks import output_file
     from benchmark.io import atomic_write_bytes
     from benchmark.store import Store
 

@@ -31,7 +31,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import time
 
-    from benchmark.cli.paths import output_file
+    from benchmark.cli.checks import output_file
     from benchmark.report import write_report
 
     output_file(args.out, "--out")

@@ -1,7 +1,10 @@
-"""Checks of the output files a user names on the command line (before any work is done)."""
+"""Checks of what a user types on the command line, done before any work: output files,
+counts."""
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmark.errors import BenchError
@@ -23,3 +26,20 @@ def output_file(text: str, option: str, suffix: str | None = None) -> Path:
     if path.is_dir():
         raise BenchError(f"{option} {path} is a folder; name a file")
     return path
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """argparse ``type=`` for a whole number >= ``minimum`` (counts, sizes, workers): the
+    usage error names the value and the bound."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value}: must be >= {minimum}")
+        return value
+
+    parse.__name__ = f"int >= {minimum}"
+    return parse
