@@ -387,12 +387,13 @@ class Sweep:
     def check(self) -> None:
         """Every value of every run known before running (each grid point, each seed) is
         checked now, so that a bad one is refused before the valid ones train."""
+        from benchmark.hparams import check_seed
         from benchmark.runner import check_settings
 
+        for seed in self.spec.seeds:  # the final seeds, also when a search phase comes first
+            check_seed(seed)
         for job in self.plan():
             check_settings(job.method, job.dataset, job.settings_dict(), job.seed)
-        for seed in self.spec.seeds:
-            check_settings(*self.pairs[0], self.spec.settings, seed)
 
     def run(self) -> SweepResult:
         self.check()
