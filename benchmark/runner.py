@@ -104,7 +104,12 @@ def check_settings(
     ds_over, hp_over = split_settings(mcls, dcls, settings)
     check_seed(seed)
     dataset_options(dcls, ds_over)
-    return resolve_hparams(mcls, dcls, hp_over, protocol_name)
+    hparams = resolve_hparams(mcls, dcls, hp_over, protocol_name)
+    if isinstance(hparams.get("backbone"), str):  # a registered name (a plugin may add one)
+        from benchmark.backbones import BACKBONES
+
+        BACKBONES.get(hparams["backbone"])
+    return hparams
 
 
 def code_version(method: type[Method], dataset: type[Dataset]) -> dict[str, str]:

@@ -196,6 +196,7 @@ CASES: list[tuple[str, Callable[[Ctx], tuple[list[str], Path]], tuple[str, ...]]
     ("weight_decay<0", _run_with("weight_decay=-1e-4"), ("weight_decay", ">= 0")),
     ("milestones<0", _run_with("milestones=[-3]"), ("milestones", ">= 0")),
     ("warmup<0", _run_with("warmup_epochs=-2"), ("warmup_epochs", ">= 0")),
+    ("backbone", _run_with("backbone=resnet-9000"), ("backbone", "resnet-9000")),
     ("dataset option", _run_with("dataset.imbalance=0.5"), ("imbalance=0.5", ">= 1")),
     ("dataset n_max", _run_with("dataset.n_max=0"), ("n_max=0", ">= 1")),
     ("seed 2**64", _seed, ("--seed", str(2**64))),
