@@ -75,8 +75,11 @@ class Store:
 
     def read(self, path: Path) -> RunRecord:
         try:
-            return RunRecord.from_dict(json.loads(path.read_text()))
-        except (json.JSONDecodeError, ValueError, TypeError) as exc:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise TypeError(f"a JSON {type(data).__name__}, not an object")
+            return RunRecord.from_dict(data)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise BenchError(f"corrupt run record {path}: {exc}") from exc
 
     def get(self, run_id: str) -> RunRecord:

@@ -168,6 +168,12 @@ def _plot_method_without_runs(ctx: Ctx) -> tuple[list[str], Path]:
     return ["plot", "--results", str(results), "--method", "tde,ce", "--out", str(out)], ctx.tmp
 
 
+def _record_not_an_object(ctx: Ctx) -> tuple[list[str], Path]:
+    results = ctx.copy_trained()
+    (results / "runs" / "0000.json").write_text("[]\n")
+    return ["table", "--results", str(results)], ctx.tmp
+
+
 def _table_filter(ctx: Ctx) -> tuple[list[str], Path]:
     return ["table", "--results", str(ctx.copy_trained()), "--method", "nosuch"], ctx.tmp
 
@@ -213,6 +219,7 @@ CASES: list[tuple[str, Callable[[Ctx], tuple[list[str], Path]], tuple[str, ...]]
     ("table --metrics unknown", _table_metrics, ("nosuch", "acc")),
     ("table on a missing folder", _table_missing, ("nowhere",)),
     ("plot --method without runs", _plot_method_without_runs, ("'tde'",)),
+    ("run record not an object", _record_not_an_object, ("0000.json", "not an object")),
     ("table filter matches nothing", _table_filter, ("--method nosuch", "ce on glyph-lt")),
     ("plot --bins 0", _argv("plot", "--bins", "0"), ("--bins", ">= 1")),
     (
