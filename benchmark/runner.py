@@ -232,7 +232,7 @@ class Runner:
 
         if done():
             return self.store.get(run_id), True
-        self.store.prepare()  # an unusable --results fails here, not after training
+        self.store.check_writable()  # an unusable --results fails here, not after training
         # only rank 0 locks: other torchrun ranks must not wait on a lock that rank 0 holds
         # while it waits for them in the gradient all-reduce
         lock = self.store.lock(run_id) if distributed.is_main() else contextlib.nullcontext()

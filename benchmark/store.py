@@ -45,19 +45,18 @@ class Store:
         self.predictions = self.root / "predictions"
         self.locks = self.root / "locks"
 
-    def prepare(self) -> None:
-        """Create the folders a run writes to, before anything trains. A ``--results`` that
-        is a file or cannot be created raises a one-line ``BenchError`` naming it."""
+    def check_writable(self) -> None:
+        """Refuse, before anything trains, a ``--results`` that is a file or cannot be created
+        (one line naming it); nothing is created here."""
         if self.root.exists() and not self.root.is_dir():
             raise BenchError(f"--results {self.root}: not a folder (a file has that name)")
-        try:
-            for folder in (self.runs, self.checkpoints):
-                folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise BenchError(
-                f"--results {self.root}: cannot create {exc.filename or self.root} "
-                f"({exc.strerror or exc})"
-            ) from None
+        ancestor = self.root
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise BenchError(f"--results {self.root}: cannot be created ({ancestor} is a file)")
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            raise BenchError(f"--results {self.root}: cannot be created in {ancestor}")
 
     # -- records -------------------------------------------------------------------------
     def path(self, run_id: str) -> Path:

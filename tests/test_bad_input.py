@@ -142,6 +142,17 @@ def _plugin_exits(ctx: Ctx) -> tuple[list[str], Path]:
     return ["list", "methods", "--plugin", str(plugin)], ctx.tmp
 
 
+def _plugin_exits_in_loss(ctx: Ctx) -> tuple[list[str], Path]:
+    plugin = ctx.tmp / "quits.py"
+    plugin.write_text(
+        "import sys\nfrom benchmark import Method, register_method\n\n\n"
+        "@register_method('quits')\nclass Quits(Method):\n"
+        "    def loss(self, batch):\n        sys.exit(3)\n"
+    )
+    argv = ["run", "--method", "quits", "--dataset", "glyph-lt", "--quiet", *tiny()]
+    return [*argv, "--plugin", str(plugin), "--results", str(ctx.results())], ctx.results()
+
+
 def _grid(ctx: Ctx) -> tuple[list[str], Path]:
     argv = ["sweep", "--method", "erm", "--dataset", "glyph-lt", "--quiet", *tiny()]
     grid = ["--grid", "lr=0.1,-1", "--select", "val-acc"]
@@ -214,6 +225,7 @@ CASES: list[tuple[str, Callable[[Ctx], tuple[list[str], Path]], tuple[str, ...]]
     ("leaderboard show text mean", _board_show, ("glyph-lt.csv", "acc_mean", "'high'")),
     ("report text mean", _report, ("glyph-lt.csv", "acc_mean", "'high'")),
     ("plugin calls sys.exit", _plugin_exits, ("leaves.py", "SystemExit")),
+    ("plugin calls sys.exit in loss", _plugin_exits_in_loss, ("sys.exit(3)", "quits.py")),
     ("grid value", _grid, ("lr=-1", "> 0")),
     ("grid dataset option", _grid_dataset_option, ("imbalance=0.5", ">= 1")),
     ("table --metrics unknown", _table_metrics, ("nosuch", "acc")),
@@ -239,11 +251,14 @@ CASES: list[tuple[str, Callable[[Ctx], tuple[list[str], Path]], tuple[str, ...]]
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` with its bytes (the empty lock files that a run holds while
+    it trains are no output)."""
     if not folder.exists():
         return {}
     return {
-        str(p.relative_to(folder)): p.read_bytes() if p.is_file() else b"<dir>"
+        str(p.relative_to(folder)): p.read_bytes()
         for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.parent.name != "locks"
     }
 
 

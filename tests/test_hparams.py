@@ -170,7 +170,7 @@ def test_every_default_protocol_and_search_point_is_valid() -> None:
         assert what
     from benchmark.dataset import DATASETS
 
-    for name, cls in DATASETS.items():  # the tests' tiny options are valid options
+    for _name, cls in DATASETS.items():  # the tests' tiny options are valid options
         for key, value in getattr(cls, "tiny", {}).items():
             cls.options[key].check(key, value)
     for name, cls in DATASETS.items():  # the dataset protocols, checked against the protocol

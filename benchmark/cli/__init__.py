@@ -102,6 +102,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # a file or folder the user named that cannot be read or written
         print(f"bench: error: {os_error_line(exc)}", file=sys.stderr)
         return 2
+    except SystemExit as exc:  # bench never exits from inside a command: plugin code did
+        import traceback
+
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+        print(f"bench: error: sys.exit({exc.code!r}) called{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
         return 130
