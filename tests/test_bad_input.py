@@ -292,15 +292,27 @@ def test_plugin_calling_sys_exit_on_the_plugin_path_is_a_load_failure(
     assert code == 0 and "erm" in out
 
 
-def test_dataset_with_lazy_masks_is_described(cli, tmp_path: Path) -> None:
-    """``bench dataset cub``: masks are lazy files, described without reading them all."""
-    write_cub(tmp_path)
-    code, out, err = cli("dataset", "cub", "--data-root", tmp_path, "--quiet", "--json")
-    assert code == 0, err
+@pytest.mark.parametrize("name", ["cub", "imagenet-s"])
+def test_dataset_with_lazy_masks_is_described(cli, tmp_path: Path, name: str) -> None:
+    """``bench dataset cub`` (and every dataset whose masks are lazy files): described
+    without reading every mask, and previewed with each mask beside its image."""
     import json
 
-    attrs = json.loads(out)["splits"]["train"]["attrs"]
-    assert attrs["mask"]["lazy"] is True and attrs["mask"]["shape"][0] == attrs["mask"]["shape"][1]
+    from layouts import write_imagenet_s
+
+    (write_cub if name == "cub" else write_imagenet_s)(tmp_path)
+    png = tmp_path / "preview.png"
+    args = ["dataset", name, "--data-root", tmp_path, "--quiet"]
+    code, out, err = cli(*args, "--json", "--preview", png, "--per-row", "2")
+    assert code == 0, err
+    info = json.loads(out)
+    split = "train" if name == "cub" else info["eval_splits"][0]
+    mask = info["splits"][split]["attrs"]["mask"]
+    assert mask["lazy"] is True and mask["dtype"] == "uint8"
+    assert len(mask["shape"]) == 2 and mask["shape"][0] == mask["shape"][1]
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    code, out, err = cli(*args)  # the text description too
+    assert code == 0 and "mask" in out, err
 
 
 @pytest.mark.parametrize("labels", [["a", "b", "c"], [None, 1, 0], None])

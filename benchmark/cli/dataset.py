@@ -255,7 +255,10 @@ def take(inputs: Any, index: list[int]) -> torch.Tensor:
     if not index:
         return torch.zeros(0)
     try:
-        x = inputs[torch.tensor(index)]
+        if not isinstance(inputs, torch.Tensor) and hasattr(inputs, "take"):
+            x = inputs.take(index)  # image files: decoded in the evaluation geometry
+        else:
+            x = inputs[torch.tensor(index)]
         if not isinstance(x, torch.Tensor):
             raise TypeError
     except Exception:  # lazy inputs that index one item at a time
