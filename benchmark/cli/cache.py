@@ -38,7 +38,9 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--split", nargs="+", help="only these splits (default: all)")
     p.add_argument(
-        "--workers", type=at_least(1), help="decoding processes (default: $BENCH_WORKERS or cores)"
+        "--workers",
+        type=at_least(0),
+        help="decoding processes, 0: in this process (default: $BENCH_WORKERS or cores)",
     )
     p.add_argument(
         "--measure",
