@@ -173,9 +173,12 @@ class HParam:
     def parse(self, name: str, text: str) -> Any:
         """Parse ``text`` from the command line with the type of the default."""
         value = parse_value(text)
-        return self.check(name, value)
+        return self.check(name, value, shown=text.strip())
 
-    def check(self, name: str, value: Any) -> Any:
+    def check(self, name: str, value: Any, *, shown: str | None = None) -> Any:
+        """``value`` converted to the default's type and checked against ``choices`` and
+        ``valid``; a bad one raises a one-line ``BenchError`` naming the setting and the
+        value (as typed, ``shown``, when it came from the command line)."""
         default = self.default
         try:
             if isinstance(default, bool):
@@ -202,10 +205,11 @@ class HParam:
             ) from None
         if self.choices is not None and value not in self.choices:
             raise BenchError(f"--set {name}={value!r}: choose one of {list(self.choices)}")
+        text = shown if shown is not None else _show(value)
         if isinstance(value, float) and math.isnan(value) and self.valid is None:
-            raise BenchError(f"--set {name}=nan: not a number")
+            raise BenchError(f"--set {name}={text}: not a number")
         if self.valid is not None and not self.valid.ok(value):
-            raise BenchError(f"--set {name}={_show(value)}: must be {self.valid.describe()}")
+            raise BenchError(f"--set {name}={text}: must be {self.valid.describe()}")
         return value
 
 

@@ -393,7 +393,13 @@ class Sweep:
         for seed in self.spec.seeds:  # the final seeds, also when a search phase comes first
             check_seed(seed)
         for job in self.plan():
-            check_settings(job.method, job.dataset, job.settings_dict(), job.seed)
+            try:
+                check_settings(job.method, job.dataset, job.settings_dict(), job.seed)
+            except BenchError as exc:  # name the sweep point: the value may come from --grid
+                point = " ".join(f"{k}={v}" for k, v in job.settings) or "defaults"
+                raise BenchError(
+                    f"{exc} (sweep run {job.method} on {job.dataset}, seed {job.seed}: {point})"
+                ) from None
 
     def run(self) -> SweepResult:
         self.check()
