@@ -1,7 +1,9 @@
 """Declared hyperparameters and dataset options: a default and a search space, side by side.
 
 Plugins declare ``hparams = {"gamma": HParam(2.0, LogUniform(0.5, 5.0), "focusing parameter")}``.
-``--set key=value`` parses the value with the default's type and rejects undeclared keys.
+``--set key=value`` parses the value with the default's type and rejects undeclared keys;
+``valid=`` (``Range``, ``Each``, ``POSITIVE``, ...) says which values are admitted at all, and
+every value is checked against it before anything is built or trained.
 Random draws are seeded by a hash of (seed, name), so adding a hyperparameter never changes
 another's values (DomainBed's ``seed_hash`` habit).
 """
