@@ -32,6 +32,15 @@ _EXPORTS = {
     "IntUniform": "benchmark.hparams",
     "LogUniform": "benchmark.hparams",
     "Uniform": "benchmark.hparams",
+    "AT_LEAST_ONE": "benchmark.hparams",
+    "FINITE": "benchmark.hparams",
+    "NON_NEGATIVE": "benchmark.hparams",
+    "POSITIVE": "benchmark.hparams",
+    "SEED": "benchmark.hparams",
+    "UNIT": "benchmark.hparams",
+    "Each": "benchmark.hparams",
+    "Range": "benchmark.hparams",
+    "Valid": "benchmark.hparams",
     "Classifier": "benchmark.method",
     "Method": "benchmark.method",
     "register_method": "benchmark.method",
@@ -49,7 +58,22 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors only
     from benchmark.backbones import Backbone, build_backbone, register_backbone
     from benchmark.dataset import TRACKS, Bundle, Dataset, DatasetInfo, Split, register_dataset
     from benchmark.errors import BenchError
-    from benchmark.hparams import Choice, HParam, IntUniform, LogUniform, Uniform
+    from benchmark.hparams import (
+        AT_LEAST_ONE,
+        FINITE,
+        NON_NEGATIVE,
+        POSITIVE,
+        SEED,
+        UNIT,
+        Choice,
+        Each,
+        HParam,
+        IntUniform,
+        LogUniform,
+        Range,
+        Uniform,
+        Valid,
+    )
     from benchmark.method import Classifier, Method, register_method
     from benchmark.metric import EvalView, Metric, metric_fn, register_metric
     from benchmark.outputs import Outputs
@@ -72,7 +96,13 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "AT_LEAST_ONE",
+    "FINITE",
+    "NON_NEGATIVE",
+    "POSITIVE",
+    "SEED",
     "TRACKS",
+    "UNIT",
     "Backbone",
     "Batch",
     "BenchError",
@@ -81,6 +111,7 @@ __all__ = [
     "Classifier",
     "Dataset",
     "DatasetInfo",
+    "Each",
     "EvalView",
     "HParam",
     "IntUniform",
@@ -88,9 +119,11 @@ __all__ = [
     "Method",
     "Metric",
     "Outputs",
+    "Range",
     "Split",
     "Trainer",
     "Uniform",
+    "Valid",
     "__version__",
     "build_backbone",
     "load_plugins",

@@ -27,7 +27,7 @@ import torch
 
 from benchmark.dataset import TRACKS, Bundle, Dataset, Split
 from benchmark.errors import BenchError
-from benchmark.hparams import HParam
+from benchmark.hparams import NON_NEGATIVE, HParam
 from benchmark.io import atomic_torch_save, torch_load
 from benchmark.progress import progress_bar
 from benchmark.record import content_id
@@ -50,7 +50,9 @@ class HFDataset(Dataset):
         "label_column": HParam("", help="column of the labels (default: first ClassLabel)"),
         "train_split": HParam("train", help="split used for training"),
         "test_split": HParam("", help="split evaluated (default: test, else validation)"),
-        "size": HParam(0, help="resize every image to size×size (0: keep the native size)"),
+        "size": HParam(
+            0, help="resize every image to size×size (0: keep the native size)", valid=NON_NEGATIVE
+        ),
         "track": HParam("longtail", help="track of the results", choices=TRACKS),
     }
     protocol = {

@@ -1,7 +1,9 @@
 """Declared hyperparameters and dataset options: a default and a search space, side by side.
 
 Plugins declare ``hparams = {"gamma": HParam(2.0, LogUniform(0.5, 5.0), "focusing parameter")}``.
-``--set key=value`` parses the value with the default's type and rejects undeclared keys.
+``--set key=value`` parses the value with the default's type and rejects undeclared keys;
+``valid=`` (``Range``, ``Each``, ``POSITIVE``, ...) says which values are admitted at all, and
+every value is checked against it before anything is built or trained.
 Random draws are seeded by a hash of (seed, name), so adding a hyperparameter never changes
 another's values (DomainBed's ``seed_hash`` habit).
 """
@@ -77,12 +79,90 @@ class Choice(Space):
         return list(self.values)
 
 
+class Valid:
+    """A validity constraint on one value: what may be given at all (a search space is only
+    where a search looks). ``describe`` completes "must be ...", e.g. ``"> 0"``."""
+
+    def ok(self, value: Any) -> bool:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Range(Valid):
+    """A finite number in [``low``, ``high``]; ``open_low`` / ``open_high`` exclude the bound,
+    ``None`` leaves that side unbounded. NaN and ±inf are never in a range."""
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+
+    def ok(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.open_low else value < self.low):
+            return False
+        return not (
+            self.high is not None and (value >= self.high if self.open_high else value > self.high)
+        )
+
+    def describe(self) -> str:
+        if self.low is not None and self.high is not None:
+            left, right = "(" if self.open_low else "[", ")" if self.open_high else "]"
+            return f"in {left}{_num(self.low)}, {_num(self.high)}{right}"
+        if self.low is not None:
+            return f"{'>' if self.open_low else '>='} {_num(self.low)}"
+        if self.high is not None:
+            return f"{'<' if self.open_high else '<='} {_num(self.high)}"
+        return "a finite number"
+
+
+@dataclass(frozen=True)
+class Each(Valid):
+    """A list whose every item satisfies ``item`` (and, when given, has ``length`` items)."""
+
+    item: Valid
+    length: int | None = None
+
+    def ok(self, value: Any) -> bool:
+        if not isinstance(value, list | tuple):
+            return False
+        if self.length is not None and len(value) != self.length:
+            return False
+        return all(self.item.ok(v) for v in value)
+
+    def describe(self) -> str:
+        n = f"{self.length} " if self.length is not None else ""
+        return f"a list of {n}values each {self.item.describe()}"
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+#: reusable constraints (``HParam(..., valid=POSITIVE)``)
+POSITIVE = Range(0, open_low=True)  # > 0, finite
+NON_NEGATIVE = Range(0)  # >= 0, finite
+AT_LEAST_ONE = Range(1)  # >= 1 (counts, sizes, epochs)
+FINITE = Range()  # any finite number
+UNIT = Range(0, 1)  # [0, 1] (probabilities, fractions)
+SEED = Range(0, 2**32 - 1)  # what numpy and torch both accept as a seed
+
+
 @dataclass(frozen=True)
 class HParam:
     """One declared hyperparameter (or dataset option).
 
     ``test_time=True`` marks a knob that does not change training (TDE's alpha): changing it
-    reuses the cached checkpoint.
+    reuses the cached checkpoint. ``valid`` is the validity constraint (e.g. ``POSITIVE``,
+    ``Range(0, 1, open_high=True)``, ``Each(NON_NEGATIVE)``): a value outside it is refused
+    before anything runs, whether it comes from ``--set``, a protocol, a grid or a draw.
+    ``choices`` is the finite set of admitted values. Neither enters a run id or a record.
     """
 
     default: Any
@@ -90,13 +170,17 @@ class HParam:
     help: str = ""
     test_time: bool = False
     choices: tuple[Any, ...] | None = None
+    valid: Valid | None = field(default=None, compare=False)
 
     def parse(self, name: str, text: str) -> Any:
         """Parse ``text`` from the command line with the type of the default."""
         value = parse_value(text)
-        return self.check(name, value)
+        return self.check(name, value, shown=text.strip())
 
-    def check(self, name: str, value: Any) -> Any:
+    def check(self, name: str, value: Any, *, shown: str | None = None) -> Any:
+        """``value`` converted to the default's type and checked against ``choices`` and
+        ``valid``; a bad one raises a one-line ``BenchError`` naming the setting and the
+        value (as typed, ``shown``, when it came from the command line)."""
         default = self.default
         try:
             if isinstance(default, bool):
@@ -123,7 +207,27 @@ class HParam:
             ) from None
         if self.choices is not None and value not in self.choices:
             raise BenchError(f"--set {name}={value!r}: choose one of {list(self.choices)}")
+        text = shown if shown is not None else _show(value)
+        if isinstance(value, float) and math.isnan(value) and self.valid is None:
+            raise BenchError(f"--set {name}={text}: not a number")
+        if self.valid is not None and not self.valid.ok(value):
+            raise BenchError(f"--set {name}={text}: must be {self.valid.describe()}")
         return value
+
+
+def _show(value: Any) -> str:
+    """A value as the user would type it (``nan``, ``-0.1``, ``[1, 2]``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return json.dumps(value) if isinstance(value, list | bool) else str(value)
+
+
+def check_seed(seed: Any, what: str = "--seed") -> int:
+    """``seed`` as an int in ``SEED``'s range [0, 2**32 - 1] (numpy's and torch's common
+    range); anything else raises a one-line ``BenchError`` naming ``what`` and the value."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not SEED.ok(seed):
+        raise BenchError(f"{what} {seed}: a seed must be an integer {SEED.describe()}")
+    return seed
 
 
 def parse_value(text: str) -> Any:

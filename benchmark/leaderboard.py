@@ -327,6 +327,10 @@ def read_leaderboard(path: str | Path) -> Leaderboard:
                 f"{path}:{line}: verification level {row['verification']!r} is not one of "
                 f"{', '.join(LEVELS)}"
             )
+        for column, cell in row.items():  # numbers where numbers are due, before any use
+            numeric = column.endswith(("_mean", "_std")) or column == "n"
+            if numeric and cell and not (cell.isdigit() if column == "n" else _is_number(cell)):
+                raise BenchError(f"{path}:{line}: {column} is {cell!r}, not a number")
         rows.append(row)
     return Leaderboard(path, rows, list(header))
 

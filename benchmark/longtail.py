@@ -20,7 +20,7 @@ from torch import nn
 from benchmark.backbones import build_backbone
 from benchmark.device import autocast
 from benchmark.errors import BenchError
-from benchmark.hparams import HParam, IntUniform, LogUniform
+from benchmark.hparams import AT_LEAST_ONE, POSITIVE, HParam, IntUniform, LogUniform
 from benchmark.method import Classifier, Method
 from benchmark.outputs import Outputs
 
@@ -190,8 +190,12 @@ def _unit(t: torch.Tensor) -> torch.Tensor:
 # -- decoupled classifier learning (Kang et al. 2020) -------------------------------------
 #: stage-2 settings shared by cRT and LWS (Kang et al. 2020, §5: 10 epochs, cosine from 0.2)
 STAGE2_HPARAMS = {
-    "stage2_epochs": HParam(10, IntUniform(5, 30), "classifier re-training epochs"),
-    "stage2_lr": HParam(0.2, LogUniform(0.02, 1.0), "classifier re-training learning rate"),
+    "stage2_epochs": HParam(
+        10, IntUniform(5, 30), "classifier re-training epochs", valid=AT_LEAST_ONE
+    ),
+    "stage2_lr": HParam(
+        0.2, LogUniform(0.02, 1.0), "classifier re-training learning rate", valid=POSITIVE
+    ),
 }
 
 

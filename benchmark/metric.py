@@ -118,7 +118,10 @@ def as_tensor(
     if isinstance(x, torch.Tensor):
         t = x.detach()
     else:
-        t = torch.as_tensor(np.asarray(x))
+        a = np.asarray(x)
+        if a.dtype.kind not in "biuf":  # strings, None, objects: not numbers
+            raise BenchError(f"{name} must be numbers, got {a.dtype.name} values like {x!r:.40}")
+        t = torch.as_tensor(a)
     if device is not None:
         t = t.to(device)
     if dtype is not None:

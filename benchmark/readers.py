@@ -12,6 +12,7 @@ Formats: idx (MNIST, Fashion-MNIST; ``.gz`` too), the CIFAR python pickles, SVHN
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
 import pickle
@@ -27,7 +28,7 @@ import torch
 from benchmark.dataset import DATASETS, Bundle, Dataset, Split
 from benchmark.errors import BenchError, DatasetNotFoundError
 from benchmark.glyphs import lt_counts
-from benchmark.hparams import HParam
+from benchmark.hparams import AT_LEAST_ONE, SEED, HParam, Range
 from benchmark.progress import progress_bar
 
 T = TypeVar("T")
@@ -97,6 +98,8 @@ class RealDataset(Dataset):
             raise cls.missing(root, str(exc)) from exc
         except FileNotFoundError as exc:
             raise cls.missing(root, f"'{Path(exc.filename or '?').name}' not found") from exc
+        except UnicodeDecodeError as exc:  # a text file read without ``read_text``
+            raise cls.missing(root, f"a file is not UTF-8 text ({exc.reason})") from exc
         except OSError as exc:  # permissions, I/O errors
             name = Path(exc.filename or "?").name
             raise cls.missing(root, f"'{name}' cannot be read ({exc.strerror or exc})") from exc
@@ -155,11 +158,39 @@ def read_idx_pair(folder: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 # -- CIFAR python pickles ---------------------------------------------------------------------
+#: the only globals a CIFAR batch may name: numpy's array and scalar reconstructors (numpy 1
+#: and 2 spell the module differently). Everything else (os.system, eval, any class) is refused.
+_CIFAR_GLOBALS = frozenset(
+    {
+        (module, name)
+        for core in ("numpy.core", "numpy._core")
+        for module, name in (
+            (f"{core}.multiarray", "_reconstruct"),
+            (f"{core}.multiarray", "scalar"),
+            (f"{core}.numeric", "_frombuffer"),
+        )
+    }
+    | {("numpy", "ndarray"), ("numpy", "dtype")}
+)
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Admits what the official CIFAR pickles hold: dicts, lists, strings, bytes, numbers and
+    numpy arrays (the Python docs' "restricting globals" recipe). A pickle that names any
+    other callable raises ``pickle.UnpicklingError`` before it can be called."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _CIFAR_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"it asks to call {module}.{name}, refused")
+
+
 def read_pickle(path: Path) -> dict[str, Any]:
-    """One CIFAR python batch (a pickled dict; latin-1 decoding gives str keys)."""
+    """One CIFAR python batch (a pickled dict; latin-1 decoding gives str keys), read with a
+    restricted unpickler: a crafted file cannot run code (``FormatError`` names it)."""
     try:
         with path.open("rb") as f:
-            obj = pickle.load(f, encoding="latin1")  # the user's own dataset files
+            obj = _CifarUnpickler(f, encoding="latin1").load()
     except FileNotFoundError:
         raise
     except Exception as exc:
@@ -211,19 +242,31 @@ def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 # -- split files, json, csv -------------------------------------------------------------------
+def read_text(path: Path) -> str:
+    """A UTF-8 text file; a byte that is not UTF-8 raises ``FormatError`` naming the file, the
+    line and the byte (``FileNotFoundError`` and other ``OSError``s pass through)."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise FormatError(
+            f"{path.name} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line})"
+        ) from None
+
+
 def read_split_file(path: Path) -> tuple[list[str], np.ndarray]:
     """``<relpath> <label>`` per line (ImageNet-LT / Places-LT lists) -> (paths, int64 labels)."""
     paths, labels = [], []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            parts = line.rsplit(maxsplit=1)
-            if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-                raise FormatError(f"{path.name} line {number} is not '<path> <label>': {line!r}")
-            paths.append(parts[0])
-            labels.append(int(parts[1]))
+    for number, line in enumerate(read_text(path).split("\n"), 1):
+        line = line.strip()
+        if not line:
+            continue
+        parts = line.rsplit(maxsplit=1)
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            raise FormatError(f"{path.name} line {number} is not '<path> <label>': {line!r}")
+        paths.append(parts[0])
+        labels.append(int(parts[1]))
     if not paths:
         raise FormatError(f"{path.name} is empty")
     return paths, np.asarray(labels, dtype=np.int64)
@@ -233,21 +276,19 @@ def read_id_table(path: Path, columns: int = 2) -> dict[int, list[str]]:
     """CUB-style ``<id> <value> ...`` lines -> {id: [values]} (split on whitespace once per
     column, so a value may not contain spaces except in the last column)."""
     out: dict[int, list[str]] = {}
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            parts = line.split(maxsplit=columns - 1)
-            if len(parts) != columns or not parts[0].isdigit():
-                raise FormatError(f"{path.name} line {number} is malformed: {line.strip()!r}")
-            out[int(parts[0])] = [p.strip() for p in parts[1:]]
+    for number, line in enumerate(read_text(path).split("\n"), 1):
+        if not line.strip():
+            continue
+        parts = line.split(maxsplit=columns - 1)
+        if len(parts) != columns or not parts[0].isdigit():
+            raise FormatError(f"{path.name} line {number} is malformed: {line.strip()!r}")
+        out[int(parts[0])] = [p.strip() for p in parts[1:]]
     return out
 
 
 def read_json(path: Path) -> Any:
     try:
-        with path.open(encoding="utf-8") as f:
-            return json.load(f)
+        return json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise FormatError(f"{path.name} is not valid json ({exc})") from exc
 
@@ -256,7 +297,7 @@ def read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
     """Rows of a csv file with a header that has every column of ``required``."""
     import csv
 
-    with path.open(encoding="utf-8", newline="") as f:
+    with io.StringIO(read_text(path), newline="") as f:
         reader = csv.DictReader(f)
         missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:
@@ -470,8 +511,12 @@ class CifarLT(RealDataset):
     protocol = "cifar-lt"
     source: str = ""
     options = {
-        "imbalance": HParam(100.0, help="n_max / n_min (the papers use 10, 50, 100, 200)"),
-        "seed": HParam(0, help="seed of LDAM-DRW's np.random.seed before the per-class shuffles"),
+        "imbalance": HParam(
+            100.0, help="n_max / n_min (the papers use 10, 50, 100, 200)", valid=Range(1)
+        ),
+        "seed": HParam(
+            0, help="seed of LDAM-DRW's np.random.seed before the per-class shuffles", valid=SEED
+        ),
     }
 
     def build(self, options: Mapping[str, Any], data_root: Path | None) -> Bundle:
@@ -504,8 +549,12 @@ def geometry_options(train: str = "imagenet") -> dict[str, HParam]:
     from benchmark.imagefiles import TRAIN_RECIPES
 
     return {
-        "size": HParam(224, help="side of the model input (the crop)"),
-        "resize": HParam(256, help="evaluation: resize to this (short side), then centre-crop"),
+        "size": HParam(224, help="side of the model input (the crop)", valid=AT_LEAST_ONE),
+        "resize": HParam(
+            256,
+            help="evaluation: resize to this (short side), then centre-crop",
+            valid=AT_LEAST_ONE,
+        ),
         "train_transform": HParam(
             train,
             help="training augmentation: imagenet (RandomResizedCrop + flip + ColorJitter 0.4), "

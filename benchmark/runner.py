@@ -24,7 +24,7 @@ import torch
 
 import benchmark
 from benchmark import distributed
-from benchmark.data import load_bundle
+from benchmark.data import dataset_options, load_bundle
 from benchmark.dataset import DATASETS, Bundle, Dataset
 from benchmark.device import (
     autocast,
@@ -34,7 +34,7 @@ from benchmark.device import (
     select_device,
 )
 from benchmark.errors import BenchError, UnknownNameError
-from benchmark.hparams import resolve
+from benchmark.hparams import check_seed, resolve
 from benchmark.method import METHODS, Method
 from benchmark.metric import METRICS, EvalView
 from benchmark.outputs import Outputs
@@ -96,6 +96,28 @@ def resolve_hparams(
     return resolve(method.declared(), overrides, what=method.name, defaults=defaults)
 
 
+def check_settings(
+    method: str,
+    dataset: str,
+    settings: Mapping[str, Any],
+    seed: int = 0,
+    protocol_name: str | None = None,
+) -> dict[str, Any]:
+    """Check every value of one run against its declaration (names, types, validity ranges,
+    seed) without building data or training; returns the resolved hyperparameters. A bad
+    value raises a one-line ``BenchError`` naming it."""
+    mcls, dcls = METHODS.get(method), DATASETS.get(dataset)
+    ds_over, hp_over = split_settings(mcls, dcls, settings)
+    check_seed(seed)
+    dataset_options(dcls, ds_over)
+    hparams = resolve_hparams(mcls, dcls, hp_over, protocol_name)
+    if isinstance(hparams.get("backbone"), str):  # a registered name (a plugin may add one)
+        from benchmark.backbones import BACKBONES
+
+        BACKBONES.get(hparams["backbone"])
+    return hparams
+
+
 def code_version(method: type[Method], dataset: type[Dataset]) -> dict[str, str]:
     """Hashes of the code that determines a result: core, method (+ base), dataset, metrics."""
     parts = {"core": core_hash(), "dataset": source_hash(dataset)}
@@ -155,7 +177,9 @@ class Runner:
         reason = mcls.incompatibility(dcls)
         if reason:
             raise BenchError(reason)
-        ds_over, hp_over = split_settings(mcls, dcls, settings or {})
+        # every value is checked before any data is built or anything trains
+        hparams = check_settings(method, dataset, settings or {}, seed, self.protocol)
+        ds_over, _ = split_settings(mcls, dcls, settings or {})
         bundle = self.bundle(dataset, ds_over)
         extra = tuple(s for s in dict.fromkeys(extra_splits) if s not in bundle.eval_splits)
         for name in extra:
@@ -165,7 +189,6 @@ class Runner:
                     f"(splits: {', '.join(sorted(bundle.splits))})"
                 )
         t_data = time.perf_counter() - t_start
-        hparams = resolve_hparams(mcls, dcls, hp_over, self.protocol)
         code = code_version(mcls, dcls)
         identity = RunRecord.identity(
             method=method,
@@ -204,6 +227,8 @@ class Runner:
         A lock per run id keeps two processes from training the same run at once.
         """
         t_start = time.perf_counter()
+        if self.fast not in ("off", "static") and self.device.type != "cuda":  # before any work
+            raise BenchError(f"--fast {self.fast} needs a CUDA device; the CPU uses --fast off")
         p = self.plan(method, dataset, seed, settings, extra_splits)
         run_id, bundle, hparams, code = p.run_id, p.bundle, p.hparams, p.code
 
@@ -214,6 +239,7 @@ class Runner:
 
         if done():
             return self.store.get(run_id), True
+        self.store.check_writable()  # an unusable --results fails here, not after training
         # only rank 0 locks: other torchrun ranks must not wait on a lock that rank 0 holds
         # while it waits for them in the gradient all-reduce
         lock = self.store.lock(run_id) if distributed.is_main() else contextlib.nullcontext()

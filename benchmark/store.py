@@ -60,6 +60,19 @@ class Store:
             clean_stale_temporaries(f, older_than_s) for f in (*folders, self.root / "leaderboard")
         )
 
+    def check_writable(self) -> None:
+        """Refuse, before anything trains, a ``--results`` that is a file or cannot be created
+        (one line naming it); nothing is created here."""
+        if self.root.exists() and not self.root.is_dir():
+            raise BenchError(f"--results {self.root}: not a folder (a file has that name)")
+        ancestor = self.root
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise BenchError(f"--results {self.root}: cannot be created ({ancestor} is a file)")
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            raise BenchError(f"--results {self.root}: cannot be created in {ancestor}")
+
     # -- records -------------------------------------------------------------------------
     def path(self, run_id: str) -> Path:
         return self.runs / f"{run_id}.json"
@@ -76,8 +89,11 @@ class Store:
 
     def read(self, path: Path) -> RunRecord:
         try:
-            return RunRecord.from_dict(json.loads(path.read_text()))
-        except (json.JSONDecodeError, ValueError, TypeError) as exc:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise TypeError(f"a JSON {type(data).__name__}, not an object")
+            return RunRecord.from_dict(data)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise BenchError(f"corrupt run record {path}: {exc}") from exc
 
     def get(self, run_id: str) -> RunRecord:
@@ -102,8 +118,25 @@ class Store:
         return self.checkpoints / f"{key}.pt"
 
     def load_checkpoint(self, key: str) -> dict[str, Any] | None:
+        """The cached checkpoint ``key``, or None. One that cannot be read (truncated, not a
+        checkpoint) is an error naming the file: delete it to retrain (it is never silently
+        replaced, so a damaged disk or a copy gone wrong does not go unnoticed)."""
         path = self.checkpoint_path(key)
-        return torch_load(path) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            payload = torch_load(path)
+        except Exception as exc:
+            reason = str(exc).split(". ")[0].splitlines()[0][:120]
+            raise BenchError(
+                f"cached checkpoint {path} is unreadable ({type(exc).__name__}: {reason}); "
+                f"delete it to retrain"
+            ) from None
+        if not isinstance(payload, dict) or "state" not in payload:
+            raise BenchError(
+                f"cached checkpoint {path} is not a bench checkpoint; delete it to retrain"
+            )
+        return payload
 
     def save_checkpoint(self, key: str, payload: dict[str, Any]) -> None:
         atomic_torch_save(self.checkpoint_path(key), payload)

@@ -384,7 +384,25 @@ class Sweep:
             return [j for jobs in self.search_jobs().values() for j in jobs]
         return self.final_jobs({p: (0, {}) for p in self.pairs})
 
+    def check(self) -> None:
+        """Every value of every run known before running (each grid point, each seed) is
+        checked now, so that a bad one is refused before the valid ones train."""
+        from benchmark.hparams import check_seed
+        from benchmark.runner import check_settings
+
+        for seed in self.spec.seeds:  # the final seeds, also when a search phase comes first
+            check_seed(seed)
+        for job in self.plan():
+            try:
+                check_settings(job.method, job.dataset, job.settings_dict(), job.seed)
+            except BenchError as exc:  # name the sweep point: the value may come from --grid
+                point = " ".join(f"{k}={v}" for k, v in job.settings) or "defaults"
+                raise BenchError(
+                    f"{exc} (sweep run {job.method} on {job.dataset}, seed {job.seed}: {point})"
+                ) from None
+
     def run(self) -> SweepResult:
+        self.check()
         t0 = time.perf_counter()
         cleanup_temporaries(self.store)
         manifest = self.store.root / "sweeps" / f"{self.spec.sweep_id()}.json"

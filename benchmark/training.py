@@ -24,7 +24,16 @@ import torch.nn.functional as F
 from benchmark import distributed
 from benchmark.device import autocast
 from benchmark.errors import BenchError
-from benchmark.hparams import Choice, HParam, LogUniform
+from benchmark.hparams import (
+    AT_LEAST_ONE,
+    NON_NEGATIVE,
+    POSITIVE,
+    Choice,
+    Each,
+    HParam,
+    LogUniform,
+    Range,
+)
 from benchmark.outputs import Outputs
 from benchmark.progress import progress_bar
 
@@ -35,20 +44,26 @@ if TYPE_CHECKING:
 #: The training protocol every method shares; datasets set their defaults in ``protocol``.
 PROTOCOL: dict[str, HParam] = {
     "backbone": HParam("small-cnn", help="feature extractor (see benchmark/backbones.py)"),
-    "epochs": HParam(30, help="training epochs"),
-    "batch_size": HParam(128, help="training batch size"),
+    "epochs": HParam(30, help="training epochs", valid=AT_LEAST_ONE),
+    "batch_size": HParam(128, help="training batch size", valid=AT_LEAST_ONE),
     "optimizer": HParam(
         "sgd", help="sgd (momentum, nesterov off) or adam", choices=("sgd", "adam")
     ),
-    "lr": HParam(0.1, LogUniform(1e-3, 0.5), "base learning rate"),
-    "momentum": HParam(0.9, help="SGD momentum"),
-    "weight_decay": HParam(5e-4, LogUniform(1e-5, 1e-3), "L2 weight decay"),
+    "lr": HParam(0.1, LogUniform(1e-3, 0.5), "base learning rate", valid=POSITIVE),
+    "momentum": HParam(0.9, help="SGD momentum", valid=Range(0, 1, open_high=True)),
+    "weight_decay": HParam(5e-4, LogUniform(1e-5, 1e-3), "L2 weight decay", valid=NON_NEGATIVE),
     "schedule": HParam(
         "cosine", help="lr schedule per epoch", choices=("constant", "cosine", "multistep")
     ),
-    "milestones": HParam([], help="multistep: epochs at which lr is multiplied by lr_decay"),
-    "lr_decay": HParam(0.1, help="multistep factor"),
-    "warmup_epochs": HParam(0, help="linear warm-up from lr/3 over this many epochs"),
+    "milestones": HParam(
+        [],
+        help="multistep: epochs at which lr is multiplied by lr_decay",
+        valid=Each(NON_NEGATIVE),
+    ),
+    "lr_decay": HParam(0.1, help="multistep factor", valid=Range(0, 1, open_low=True)),
+    "warmup_epochs": HParam(
+        0, help="linear warm-up from lr/3 over this many epochs", valid=NON_NEGATIVE
+    ),
     "augment": HParam(
         "none",
         Choice(("none", "flip", "crop", "crop-flip")),

@@ -45,7 +45,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmark import BenchError, Bundle, Dataset, HParam, Split, register_dataset
+from benchmark import (
+    AT_LEAST_ONE,
+    SEED,
+    UNIT,
+    BenchError,
+    Bundle,
+    Dataset,
+    Each,
+    HParam,
+    Range,
+    Split,
+    register_dataset,
+)
 from benchmark.glyphs import font_dir, mnist_5k, render, split_per_class
 
 CELLS = 5
@@ -222,12 +234,24 @@ class BiasedMNIST(Dataset):
     version = "1"
     attrs = ("bias", "aligned", "group", "majority", "mask", *FACTORS)
     options = {
-        "p_bias": HParam(0.95, help="training P(factor takes its biased value) (OccamNets 0.95)"),
-        "val_p_bias": HParam(0.5, help="validation p_bias (OccamNets validates on p = 0.5)"),
-        "test_p_bias": HParam(0.1, help="test p_bias (0.1 = every factor uniform, unbiased)"),
-        "cell": HParam(16, help="pixels per grid cell; the canvas is 5 cells (paper: 32)"),
-        "per_class": HParam([350, 50, 100], help="train/val/test digits per class (sum ≤ 500)"),
-        "seed": HParam(0, help="shuffle and generator seed"),
+        "p_bias": HParam(
+            0.95, help="training P(factor takes its biased value) (OccamNets 0.95)", valid=UNIT
+        ),
+        "val_p_bias": HParam(
+            0.5, help="validation p_bias (OccamNets validates on p = 0.5)", valid=UNIT
+        ),
+        "test_p_bias": HParam(
+            0.1, help="test p_bias (0.1 = every factor uniform, unbiased)", valid=UNIT
+        ),
+        "cell": HParam(
+            16, help="pixels per grid cell; the canvas is 5 cells (paper: 32)", valid=Range(8, 64)
+        ),
+        "per_class": HParam(
+            [350, 50, 100],
+            help="train/val/test digits per class (sum ≤ 500)",
+            valid=Each(AT_LEAST_ONE, 3),
+        ),
+        "seed": HParam(0, help="shuffle and generator seed", valid=SEED),
     }
     protocol = {
         "backbone": "tiny-cnn",

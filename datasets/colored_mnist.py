@@ -19,7 +19,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmark import BenchError, Bundle, Dataset, HParam, Split, register_dataset
+from benchmark import (
+    AT_LEAST_ONE,
+    SEED,
+    UNIT,
+    BenchError,
+    Bundle,
+    Dataset,
+    Each,
+    HParam,
+    Split,
+    register_dataset,
+)
 from benchmark.glyphs import mnist_5k, split_per_class
 
 #: LfF ``colors.th`` (RGB in [0, 1]), colour j is aligned with digit j
@@ -69,13 +80,21 @@ class ColoredMNIST(Dataset):
     version = "1"
     attrs = ("bias", "aligned", "group")
     options = {
-        "rho": HParam(0.95, help="bias-aligned fraction in train/val (LfF: 0.95/0.98/0.99/0.995)"),
-        "test_rho": HParam(0.1, help="aligned fraction of the test set (0.1 = uniform)"),
+        "rho": HParam(
+            0.95, help="bias-aligned fraction in train/val (LfF: 0.95/0.98/0.99/0.995)", valid=UNIT
+        ),
+        "test_rho": HParam(
+            0.1, help="aligned fraction of the test set (0.1 = uniform)", valid=UNIT
+        ),
         "severity": HParam(
             4, help="colour noise level 1..5 (std 0.05 ... 0.002)", choices=(1, 2, 3, 4, 5)
         ),
-        "per_class": HParam([350, 50, 100], help="train/val/test digits per class (sum ≤ 500)"),
-        "seed": HParam(0, help="shuffle and colour-noise seed"),
+        "per_class": HParam(
+            [350, 50, 100],
+            help="train/val/test digits per class (sum ≤ 500)",
+            valid=Each(AT_LEAST_ONE, 3),
+        ),
+        "seed": HParam(0, help="shuffle and colour-noise seed", valid=SEED),
     }
     protocol = {
         "backbone": "small-cnn",

@@ -24,7 +24,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmark import BenchError, Bundle, Dataset, HParam, Split, register_dataset
+from benchmark import (
+    AT_LEAST_ONE,
+    SEED,
+    BenchError,
+    Bundle,
+    Dataset,
+    Each,
+    HParam,
+    Split,
+    register_dataset,
+)
 from benchmark.glyphs import mnist_5k, mnist_normalise, render, split_per_class
 from benchmark.synthetic import TEXTURES, generator, texture, to_uint8
 
@@ -62,10 +72,14 @@ class DigitsOoD(Dataset):
     version = "1"
     attrs = ("source",)
     options = {
-        "per_class": HParam([350, 50, 100], help="train/val/test digits per class (sum ≤ 500)"),
-        "n_near": HParam(1000, help="near-OoD letters"),
-        "n_far": HParam(1000, help="far-OoD textures and noise images"),
-        "seed": HParam(0, help="shuffle and generator seed"),
+        "per_class": HParam(
+            [350, 50, 100],
+            help="train/val/test digits per class (sum ≤ 500)",
+            valid=Each(AT_LEAST_ONE, 3),
+        ),
+        "n_near": HParam(1000, help="near-OoD letters", valid=AT_LEAST_ONE),
+        "n_far": HParam(1000, help="far-OoD textures and noise images", valid=AT_LEAST_ONE),
+        "seed": HParam(0, help="shuffle and generator seed", valid=SEED),
     }
     protocol = {
         "backbone": "small-cnn",

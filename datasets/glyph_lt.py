@@ -17,7 +17,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmark import BenchError, Bundle, Dataset, HParam, Split, register_dataset
+from benchmark import (
+    AT_LEAST_ONE,
+    SEED,
+    BenchError,
+    Bundle,
+    Dataset,
+    HParam,
+    Range,
+    Split,
+    register_dataset,
+)
 from benchmark.glyphs import lt_counts, render
 
 CHARS = (
@@ -35,13 +45,15 @@ class GlyphLT(Dataset):
     track = "longtail"
     version = "1"
     options = {
-        "imbalance": HParam(100.0, help="n_max / n_min (CIFAR-LT uses 10, 50, 100, 200)"),
-        "n_max": HParam(200, help="training images of the most frequent class"),
-        "n_val": HParam(10, help="validation images per class (balanced)"),
-        "n_test": HParam(30, help="test images per class (balanced)"),
-        "num_classes": HParam(100, help="number of classes (at most 100)"),
-        "size": HParam(28, help="image side in pixels"),
-        "seed": HParam(0, help="generator seed"),
+        "imbalance": HParam(
+            100.0, help="n_max / n_min (CIFAR-LT uses 10, 50, 100, 200)", valid=Range(1)
+        ),
+        "n_max": HParam(200, help="training images of the most frequent class", valid=AT_LEAST_ONE),
+        "n_val": HParam(10, help="validation images per class (balanced)", valid=AT_LEAST_ONE),
+        "n_test": HParam(30, help="test images per class (balanced)", valid=AT_LEAST_ONE),
+        "num_classes": HParam(100, help="number of classes (at most 100)", valid=Range(2, 100)),
+        "size": HParam(28, help="image side in pixels", valid=Range(8)),
+        "seed": HParam(0, help="generator seed", valid=SEED),
     }
     protocol = {
         "backbone": "small-cnn",

@@ -26,7 +26,16 @@ import numpy as np
 import torch
 from scipy.stats import norm
 
-from benchmark import BenchError, Bundle, Dataset, HParam, Split, register_dataset
+from benchmark import (
+    AT_LEAST_ONE,
+    BenchError,
+    Bundle,
+    Dataset,
+    HParam,
+    Range,
+    Split,
+    register_dataset,
+)
 
 SIZE = 32
 SPLIT_SEED_OFFSETS = {"train": 0, "val": 1, "test": 3}
@@ -72,8 +81,14 @@ class MetanormSynth(Dataset):
     version = "1"
     attrs = ("confounder",)
     options = {
-        "n": HParam(1000, help="images per group (2 groups = 2 classes) in every split"),
-        "seed": HParam(1234, help="train seed s; val uses s+1, test s+3 (MetaNorm train.py)"),
+        "n": HParam(
+            1000, help="images per group (2 groups = 2 classes) in every split", valid=AT_LEAST_ONE
+        ),
+        "seed": HParam(
+            1234,
+            help="train seed s; val uses s+1, test s+3 (MetaNorm train.py)",
+            valid=Range(0, 2**32 - 4),
+        ),
     }
     protocol = {
         "backbone": "small-cnn",

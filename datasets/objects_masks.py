@@ -22,7 +22,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmark import BenchError, Bundle, Dataset, HParam, Split, register_dataset
+from benchmark import (
+    AT_LEAST_ONE,
+    SEED,
+    BenchError,
+    Bundle,
+    Dataset,
+    Each,
+    HParam,
+    Range,
+    Split,
+    register_dataset,
+)
 from benchmark.synthetic import (
     TEXTURES,
     composite,
@@ -70,9 +81,11 @@ class ObjectsMasks(Dataset):
     version = "1"
     attrs = ("mask", "background")
     options = {
-        "per_class": HParam([1000, 50, 100], help="train/val/test images per class"),
-        "size": HParam(32, help="image side in pixels"),
-        "seed": HParam(0, help="generator seed"),
+        "per_class": HParam(
+            [1000, 50, 100], help="train/val/test images per class", valid=Each(AT_LEAST_ONE, 3)
+        ),
+        "size": HParam(32, help="image side in pixels", valid=Range(16)),
+        "seed": HParam(0, help="generator seed", valid=SEED),
     }
     protocol = {
         "backbone": "small-cnn",

@@ -25,7 +25,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmark import BenchError, Bundle, Dataset, HParam, Split, register_dataset
+from benchmark import (
+    AT_LEAST_ONE,
+    SEED,
+    UNIT,
+    BenchError,
+    Bundle,
+    Dataset,
+    Each,
+    HParam,
+    Range,
+    Split,
+    register_dataset,
+)
 from benchmark.synthetic import composite, draw_shapes, fractal_noise, normal, tint, to_uint8, waves
 
 FAMILIES = (("square", "triangle", "star", "cross"), ("circle", "ellipse", "blob"))
@@ -96,12 +108,20 @@ class WaterbirdsSynth(Dataset):
     version = "1"
     attrs = ("bias", "aligned", "group", "mask")
     options = {
-        "p_aligned": HParam(0.95, help="training P(place = class) per class (Waterbirds: 0.95)"),
-        "eval_p_aligned": HParam(0.5, help="val/test P(place = class) (Waterbirds: 0.5)"),
-        "waterbird_fraction": HParam(0.2321, help="fraction of class 1 in every split"),
-        "sizes": HParam([4795, 1199, 5794], help="train/val/test images (Waterbirds' sizes)"),
-        "size": HParam(32, help="image side in pixels"),
-        "seed": HParam(0, help="generator seed"),
+        "p_aligned": HParam(
+            0.95, help="training P(place = class) per class (Waterbirds: 0.95)", valid=UNIT
+        ),
+        "eval_p_aligned": HParam(
+            0.5, help="val/test P(place = class) (Waterbirds: 0.5)", valid=UNIT
+        ),
+        "waterbird_fraction": HParam(0.2321, help="fraction of class 1 in every split", valid=UNIT),
+        "sizes": HParam(
+            [4795, 1199, 5794],
+            help="train/val/test images (Waterbirds' sizes)",
+            valid=Each(AT_LEAST_ONE, 3),
+        ),
+        "size": HParam(32, help="image side in pixels", valid=Range(16)),
+        "seed": HParam(0, help="generator seed", valid=SEED),
     }
     protocol = {
         "backbone": "small-cnn",

@@ -13,7 +13,7 @@ import functools
 
 import torch
 
-from benchmark import Batch, HParam, Uniform, register_method
+from benchmark import NON_NEGATIVE, Batch, HParam, Range, Uniform, register_method
 from benchmark.longtail import LongTailMethod, effective_number_weights, focal_loss
 
 
@@ -23,8 +23,18 @@ class ClassBalanced(LongTailMethod):
 
     paper = "Cui et al., Class-Balanced Loss Based on Effective Number of Samples, CVPR 2019"
     hparams = {
-        "beta": HParam(0.9999, Uniform(0.9, 0.99999), "effective-number β (0 = no re-weighting)"),
-        "gamma": HParam(0.0, Uniform(0.0, 2.0), "focal γ of the per-sample loss (0 = softmax CE)"),
+        "beta": HParam(
+            0.9999,
+            Uniform(0.9, 0.99999),
+            "effective-number β (0 = no re-weighting)",
+            valid=Range(0, 1, open_high=True),
+        ),
+        "gamma": HParam(
+            0.0,
+            Uniform(0.0, 2.0),
+            "focal γ of the per-sample loss (0 = softmax CE)",
+            valid=NON_NEGATIVE,
+        ),
     }
 
     @functools.cached_property

@@ -18,7 +18,18 @@ from __future__ import annotations
 
 from torch import nn
 
-from benchmark import Classifier, HParam, IntUniform, Uniform, build_backbone, register_method
+from benchmark import (
+    AT_LEAST_ONE,
+    NON_NEGATIVE,
+    POSITIVE,
+    UNIT,
+    Classifier,
+    HParam,
+    IntUniform,
+    Uniform,
+    build_backbone,
+    register_method,
+)
 from benchmark.longtail import CausalNormClassifier, LongTailMethod
 from benchmark.training import lr_factor
 
@@ -32,10 +43,14 @@ class Deconfound(LongTailMethod):
         "Momentum Causal Effect, NeurIPS 2020"
     )
     hparams = {
-        "num_head": HParam(2, IntUniform(1, 4), "heads K of the causal-norm classifier"),
-        "tau": HParam(16.0, Uniform(8.0, 32.0), "logit scale τ"),
-        "gamma": HParam(1 / 32, Uniform(0.0, 0.1), "γ in w/(‖w‖ + γ)"),
-        "ma_momentum": HParam(0.9, help="μ of the moving-average feature (ma_schedule=fixed)"),
+        "num_head": HParam(
+            2, IntUniform(1, 4), "heads K of the causal-norm classifier", valid=AT_LEAST_ONE
+        ),
+        "tau": HParam(16.0, Uniform(8.0, 32.0), "logit scale τ", valid=POSITIVE),
+        "gamma": HParam(1 / 32, Uniform(0.0, 0.1), "γ in w/(‖w‖ + γ)", valid=NON_NEGATIVE),
+        "ma_momentum": HParam(
+            0.9, help="μ of the moving-average feature (ma_schedule=fixed)", valid=UNIT
+        ),
         "ma_schedule": HParam(
             "fixed", help="fixed μ, or lr-scaled μ = 1 − 0.1·min(50·lr, 1)", choices=("fixed", "lr")
         ),

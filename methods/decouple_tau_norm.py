@@ -12,7 +12,16 @@ from __future__ import annotations
 
 import torch
 
-from benchmark import Bundle, HParam, Method, Outputs, Trainer, Uniform, register_method
+from benchmark import (
+    NON_NEGATIVE,
+    Bundle,
+    HParam,
+    Method,
+    Outputs,
+    Trainer,
+    Uniform,
+    register_method,
+)
 from benchmark.longtail import extract_features
 from benchmark.metric import per_class_accuracy
 
@@ -25,7 +34,9 @@ class DecoupleTauNorm(Method):
     base = "ce"
     tracks = ("longtail",)
     hparams = {
-        "tau": HParam(1.0, Uniform(0.0, 1.0), "normalisation power τ", test_time=True),
+        "tau": HParam(
+            1.0, Uniform(0.0, 1.0), "normalisation power τ", test_time=True, valid=NON_NEGATIVE
+        ),
         "tau_from_val": HParam(True, help="pick τ in {0, 0.1, ..., 1} on val", test_time=True),
     }
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmark import Batch, HParam, Uniform, register_method
+from benchmark import NON_NEGATIVE, Batch, HParam, Uniform, register_method
 from benchmark.longtail import LongTailMethod, focal_loss
 
 
@@ -19,7 +19,9 @@ class Focal(LongTailMethod):
     """Softmax focal loss −(1 − p_y)^γ log p_y (Lin et al. 2017)."""
 
     paper = "Lin et al., Focal Loss for Dense Object Detection, ICCV 2017"
-    hparams = {"gamma": HParam(1.0, Uniform(0.5, 3.0), "focusing parameter γ (0 = CE)")}
+    hparams = {
+        "gamma": HParam(1.0, Uniform(0.5, 3.0), "focusing parameter γ (0 = CE)", valid=NON_NEGATIVE)
+    }
 
     def loss(self, batch: Batch) -> torch.Tensor:
         return focal_loss(self.model(batch.x), batch.y, self.hp.gamma)

@@ -21,10 +21,13 @@ import torch
 from torch import nn
 
 from benchmark import (
+    POSITIVE,
+    UNIT,
     Batch,
     Classifier,
     HParam,
     Outputs,
+    Range,
     Uniform,
     build_backbone,
     register_method,
@@ -44,10 +47,14 @@ class LDAMDRW(LongTailMethod):
 
     paper = "Cao et al., Learning Imbalanced Datasets with Label-Distribution-Aware Margin Loss, NeurIPS 2019"  # noqa: E501
     hparams = {
-        "max_margin": HParam(0.5, Uniform(0.1, 1.0), "margin of the rarest class"),
-        "scale": HParam(30.0, Uniform(10.0, 50.0), "logit scale s"),
-        "drw_at": HParam(0.8, Uniform(0.5, 0.9), "re-weighting starts at this fraction of epochs"),
-        "beta": HParam(0.9999, help="effective-number β of the DRW weights"),
+        "max_margin": HParam(0.5, Uniform(0.1, 1.0), "margin of the rarest class", valid=POSITIVE),
+        "scale": HParam(30.0, Uniform(10.0, 50.0), "logit scale s", valid=POSITIVE),
+        "drw_at": HParam(
+            0.8, Uniform(0.5, 0.9), "re-weighting starts at this fraction of epochs", valid=UNIT
+        ),
+        "beta": HParam(
+            0.9999, help="effective-number β of the DRW weights", valid=Range(0, 1, open_high=True)
+        ),
     }
 
     def build(self) -> nn.Module:

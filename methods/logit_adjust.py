@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmark import HParam, Method, Outputs, Uniform, register_method
+from benchmark import NON_NEGATIVE, HParam, Method, Outputs, Uniform, register_method
 from benchmark.longtail import log_prior
 
 
@@ -21,7 +21,9 @@ class LogitAdjust(Method):
     base = "ce"
     tracks = ("longtail",)
     hparams = {
-        "tau": HParam(1.0, Uniform(0.0, 2.0), "scale τ of the log-prior subtraction", True),
+        "tau": HParam(
+            1.0, Uniform(0.0, 2.0), "scale τ of the log-prior subtraction", True, valid=NON_NEGATIVE
+        ),
     }
 
     def predict_batch(self, x: torch.Tensor) -> Outputs:

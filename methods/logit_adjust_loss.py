@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmark import Batch, HParam, Uniform, register_method
+from benchmark import NON_NEGATIVE, Batch, HParam, Uniform, register_method
 from benchmark.longtail import LongTailMethod, logit_adjusted_loss
 
 
@@ -17,7 +17,11 @@ class LogitAdjustLoss(LongTailMethod):
     """Cross-entropy on logits + τ·log prior (Menon et al. 2021, loss form)."""
 
     paper = "Menon et al., Long-Tail Learning via Logit Adjustment, ICLR 2021"
-    hparams = {"tau": HParam(1.0, Uniform(0.5, 2.0), "scale τ of the log-prior adjustment")}
+    hparams = {
+        "tau": HParam(
+            1.0, Uniform(0.5, 2.0), "scale τ of the log-prior adjustment", valid=NON_NEGATIVE
+        )
+    }
 
     def loss(self, batch: Batch) -> torch.Tensor:
         return logit_adjusted_loss(self.model(batch.x), batch.y, self.counts, tau=self.hp.tau)

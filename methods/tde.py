@@ -18,7 +18,16 @@ from __future__ import annotations
 
 import torch
 
-from benchmark import Bundle, HParam, Method, Outputs, Trainer, Uniform, register_method
+from benchmark import (
+    NON_NEGATIVE,
+    Bundle,
+    HParam,
+    Method,
+    Outputs,
+    Trainer,
+    Uniform,
+    register_method,
+)
 from benchmark.longtail import extract_features
 
 
@@ -33,7 +42,9 @@ class TDE(Method):
     base = "deconfound"
     tracks = ("longtail",)
     hparams = {
-        "alpha": HParam(1.0, Uniform(0.0, 3.0), "strength α of the subtracted effect", True),
+        "alpha": HParam(
+            1.0, Uniform(0.0, 3.0), "strength α of the subtracted effect", True, valid=NON_NEGATIVE
+        ),
         "alpha_from_val": HParam(
             False, help="α = 1/mean(cos) on val (README heuristic)", test_time=True
         ),

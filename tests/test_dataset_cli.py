@@ -44,6 +44,9 @@ def test_report_of_a_long_tailed_set(cli) -> None:
 
 def test_json_and_preview(cli, tmp_path: Path) -> None:
     png = tmp_path / "sub" / "wb.png"
+    code, _, err = cli("dataset", "glyph-lt", "--preview", png)  # a missing folder is refused
+    assert code == 2 and "sub does not exist" in err
+    png.parent.mkdir()
     args = ["dataset", "waterbirds-synth", "--set", "sizes=[100,12,12]", "--set", "size=20"]
     code, out, err = cli(*args, "--json", "--preview", png)
     assert code == 0, err
@@ -106,7 +109,7 @@ def test_ood_splits_and_float_inputs(cli, tmp_path: Path) -> None:
         (["dataset", "glyph-lt", "--set", "imbalanc=5"], "did you mean 'imbalance'"),
         (["dataset", "glyph-lt", "--set", "imbalance=lots"], "expected a float"),
         (["dataset", "glyph-lt", "--set", "imbalance"], "key=value"),
-        (["dataset", "glyph-lt", "--set", "imbalance=0.5"], "imbalance must be >= 1"),
+        (["dataset", "glyph-lt", "--set", "imbalance=0.5"], "imbalance=0.5: must be >= 1"),
         (
             ["dataset", "metanorm-synth", "--set", "n=2", "--preview", "x.png", "--split", "tst"],
             "--split 'tst'",

@@ -13,6 +13,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+from typing import NoReturn
 
 from benchmark.errors import BenchError
 
@@ -62,11 +63,19 @@ def _chosen(argv: Sequence[str]) -> str | None:
     return None
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (exit code 2), like every other
+    error of bench; the full usage stays one ``--help`` away."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The ``bench`` parser. With ``argv``, only the chosen subcommand's module is imported
     and its parser built in full; the others are listed by their help line. Without, every
     subcommand is built in full (tests, documentation)."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument(
         "--plugin",
         action="append",
@@ -74,7 +83,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         metavar="FILE",
         help="load a plugin file (repeatable)",
     )
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="bench",
         description="Robustness benchmark harness: bias, long tail, OoD, explanations.",
         epilog=EPILOG,
@@ -106,9 +115,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BenchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file or folder the user named that cannot be read or written
+        print(f"bench: error: {os_error_line(exc)}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # bench never exits from inside a command: plugin code did
+        import traceback
+
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+        print(f"bench: error: sys.exit({exc.code!r}) called{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
         return 130
+
+
+def os_error_line(exc: OSError) -> str:
+    """``[Errno 20] Not a directory: 'x/y'`` -> ``x/y: not a directory``: the path first."""
+    what = (exc.strerror or str(exc)).rstrip(".")
+    if exc.filename is None:
+        return what
+    path = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 else "")
+    return f"{path}: {what[:1].lower()}{what[1:]}"
 
 
 if __name__ == "__main__":

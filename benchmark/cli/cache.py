@@ -12,6 +12,7 @@ import argparse
 import json
 from typing import Any
 
+from benchmark.cli.checks import at_least
 from benchmark.hparams import parse_assignments
 
 
@@ -37,11 +38,13 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--split", nargs="+", help="only these splits (default: all)")
     p.add_argument(
-        "--workers", type=int, help="decoding processes (default: $BENCH_WORKERS or cores)"
+        "--workers",
+        type=at_least(0),
+        help="decoding processes, 0: in this process (default: $BENCH_WORKERS or cores)",
     )
     p.add_argument(
         "--measure",
-        type=int,
+        type=at_least(0),
         default=0,
         metavar="N",
         help="time each decode path on N training images (after building)",

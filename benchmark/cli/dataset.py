@@ -19,6 +19,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from benchmark.cli.checks import at_least
+
 #: Many / Medium / Few by training images per class (classifier-balancing ``shot_acc``)
 MANY, FEW = 100, 20
 #: an integer attribute with at most this many distinct values gets a value-count table
@@ -49,7 +51,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no status line on stderr")
     p.add_argument("--preview", metavar="FILE.png", help="write a grid of samples to this PNG")
     p.add_argument("--split", default="train", help="split shown by --preview (default: train)")
-    p.add_argument("--per-row", type=int, default=8, help="samples per row in --preview")
+    p.add_argument("--per-row", type=at_least(1), default=8, help="samples per row in --preview")
     p.set_defaults(func=main)
 
 
@@ -63,8 +65,13 @@ def shot_split(counts: list[int]) -> dict[str, int]:
     }
 
 
-def describe_attr(value: torch.Tensor) -> dict[str, Any]:
-    """Summary of one attribute: dtype, shape, and value counts / fractions / moments."""
+def describe_attr(value: Any) -> dict[str, Any]:
+    """Summary of one attribute: dtype, shape, and value counts / fractions / moments; lazy
+    attributes (masks read from files) only their dtype, shape and ``lazy: true``."""
+    if not isinstance(value, torch.Tensor):  # lazy files (CUB's masks): not read to describe
+        dtype = getattr(value, "dtype", "uint8")
+        shape = list(getattr(value, "shape", (len(value),))[1:])
+        return {"dtype": str(dtype).removeprefix("torch."), "shape": shape, "lazy": True}
     v = value.detach().cpu()
     out: dict[str, Any] = {"dtype": str(v.dtype).removeprefix("torch."), "shape": list(v.shape[1:])}
     if v.numel() == 0:
@@ -248,7 +255,10 @@ def take(inputs: Any, index: list[int]) -> torch.Tensor:
     if not index:
         return torch.zeros(0)
     try:
-        x = inputs[torch.tensor(index)]
+        if not isinstance(inputs, torch.Tensor) and hasattr(inputs, "take"):
+            x = inputs.take(index)  # image files: decoded in the evaluation geometry
+        else:
+            x = inputs[torch.tensor(index)]
         if not isinstance(x, torch.Tensor):
             raise TypeError
     except Exception:  # lazy inputs that index one item at a time
@@ -345,7 +355,9 @@ def save_preview(bundle: Any, path: str, split_name: str, per_row: int) -> int:
                 shown_img.numpy(), cmap="gray" if img.shape[0] == 1 else None, vmin=0, vmax=1
             )
             if has_mask and masks is not None:
-                m = masks[pick[j]].float()
+                one = masks[pick[j]]
+                m = (one if isinstance(one, torch.Tensor) else masks.take([pick[j]])[0]).float()
+                m = m / 255.0 if m.max() > 1 else m  # lazy masks are 0..255
                 overlay = (img if img.shape[0] == 3 else img.expand(3, -1, -1)).clone() * 0.35
                 overlay[0] += 0.65 * m
                 spots[1].imshow(overlay.permute(1, 2, 0).clamp(0, 1).numpy())
@@ -370,6 +382,14 @@ def main(args: argparse.Namespace) -> int:
     from benchmark.hparams import parse_assignments
 
     cls = DATASETS.get(args.name)
+    if args.preview:
+        from benchmark.cli.checks import output_file
+
+        output_file(args.preview, "--preview", ".png")
+    if args.per_row < 1:
+        from benchmark.errors import BenchError
+
+        raise BenchError(f"--per-row {args.per_row}: must be >= 1")
     overrides = {k.removeprefix("dataset."): v for k, v in parse_assignments(args.set).items()}
     cached = cls.builtin() and bundle_cache_path(cls, overrides).is_file()
     if not cached and not (args.json or args.quiet):

@@ -6,6 +6,8 @@ import argparse
 import fnmatch
 from typing import Any
 
+from benchmark.cli.checks import at_least
+
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
@@ -23,7 +25,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     b.add_argument("--out", help="output folder (default: RESULTS/leaderboard)")
     b.add_argument("--dataset", help="fnmatch filter on dataset names")
     b.add_argument("--method", help="fnmatch filter on method names")
-    b.add_argument("--min-seeds", type=int, default=3, help="seeds a row needs (default 3)")
+    b.add_argument("--min-seeds", type=at_least(1), default=3, help="seeds a row needs (default 3)")
     b.add_argument(
         "--any-code", action="store_true", help="include records made by other core code"
     )
@@ -74,6 +76,11 @@ def show(args: argparse.Namespace) -> int:
 
     board = read_leaderboard(args.csv)
     keys = args.metrics.split(",") if args.metrics else board.metrics
+    for key in keys:
+        if key not in board.metrics:
+            from benchmark.errors import UnknownNameError
+
+            raise UnknownNameError("metric", key, board.metrics, hint=f"in {board.path}")
     print(
         f"{board.path} ({len(board.rows)} rows, dataset fingerprint "
         f"{', '.join(sorted(board.fingerprints())) or '-'})"

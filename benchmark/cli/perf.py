@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmark.cli.checks import at_least
 from benchmark.errors import BenchError, UnknownNameError
 
 
@@ -535,8 +536,12 @@ def add_metrics(targets: Any, common: argparse.ArgumentParser) -> None:
         "and/or per-case sizes, e.g. dcor2=5000",
     )
     p.add_argument("--only", help="fnmatch pattern on case names, e.g. 'dcor*'")
-    p.add_argument("--repeat", type=int, default=3, help="timed repeats of fast runs (best)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument(
+        "--repeat", type=at_least(1), default=3, help="timed repeats of fast runs (best)"
+    )
+    p.add_argument(
+        "--threads", type=at_least(1), help="torch CPU threads (default: torch's choice)"
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_metrics)

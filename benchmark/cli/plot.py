@@ -11,11 +11,11 @@ import argparse
 import fnmatch
 import io
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmark.cli.checks import at_least
 from benchmark.errors import BenchError
 
 
@@ -33,7 +33,9 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--method", help="comma-separated method names or fnmatch patterns, in order")
     p.add_argument("--split", default="test", help="evaluated split (default test)")
     p.add_argument("--out", help="PNG file (default RESULTS/plots/per-class-DATASET-SPLIT.png)")
-    p.add_argument("--bins", type=int, default=10, help="log-spaced frequency bins of the curves")
+    p.add_argument(
+        "--bins", type=at_least(1), default=10, help="log-spaced frequency bins of the curves"
+    )
     p.set_defaults(func=main)
 
 
@@ -127,9 +129,11 @@ def draw(series: list[dict[str, Any]], title: str, bins: int = 10) -> bytes:
 def main(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
+    from benchmark.cli.checks import output_file
     from benchmark.io import atomic_write_bytes
     from benchmark.store import Store
 
+    explicit_out = output_file(args.out, "--out", ".png") if args.out else None
     store = Store(args.results)
     records = list(store.records())
     if args.dataset:
@@ -147,6 +151,13 @@ def main(args: argparse.Namespace) -> int:
             f"no runs with per-class accuracies on split '{args.split}' in {store.runs}{where} "
             "(long-tail datasets store them; run e.g. bench run --method ce --dataset glyph-lt)"
         )
+    for p in patterns:  # every method asked for must be on the plot
+        if not any(fnmatch.fnmatch(s["label"].split(" (")[0], p) for s in series):
+            have = sorted({s["label"].split(" (")[0] for s in series})
+            raise BenchError(
+                f"--method {p!r}: no runs with per-class accuracies on split '{args.split}' "
+                f"in {store.runs} (methods with some: {', '.join(have)})"
+            )
     if patterns:  # legend in the order the user gave
         order = {p: i for i, p in enumerate(patterns)}
 
@@ -159,13 +170,7 @@ def main(args: argparse.Namespace) -> int:
     n = max(s["n"] for s in series)
     title = f"{dataset} ({args.split}): per-class accuracy vs training frequency"
     title += f", mean of {n} seeds" if n > 1 else ""
-    out = (
-        Path(args.out)
-        if args.out
-        else store.root / "plots" / f"per-class-{dataset}-{args.split}.png"
-    )
-    if out.suffix.lower() != ".png":
-        raise BenchError(f"--out must name a .png file, got {out}")
+    out = explicit_out or store.root / "plots" / f"per-class-{dataset}-{args.split}.png"
     atomic_write_bytes(out, draw(series, title, args.bins))
     rows = [
         [s["label"], s["n"]] + [_pct(s[k]) for k in ("acc", "many", "medium", "few")]

@@ -31,8 +31,10 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import time
 
+    from benchmark.cli.checks import output_file
     from benchmark.report import write_report
 
+    output_file(args.out, "--out")
     t0 = time.perf_counter()
     path = write_report(args.out, args.leaderboard, args.results)
     size = path.stat().st_size / 1024

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from benchmark.cli.checks import seed_arg
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
@@ -28,7 +29,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         "several are run one after another and printed side by side",
     )
     p.add_argument("--dataset", required=True, help="dataset name (bench list datasets)")
-    p.add_argument("--seed", type=int, nargs="+", default=[0], help="one or more seeds")
+    p.add_argument("--seed", type=seed_arg, nargs="+", default=[0], help="one or more seeds")
     p.add_argument(
         "--set",
         action="append",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from benchmark.cli.checks import at_least
+
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
@@ -33,7 +35,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         "--quick $BENCH_CACHE/quick-results (tiny-protocol runs stay out of your tables)",
     )
     p.add_argument("--launcher", default="local", choices=("local", "gpus"))
-    p.add_argument("--max-parallel", type=int, help="gpus launcher: workers")
+    p.add_argument("--max-parallel", type=at_least(1), help="gpus launcher: workers")
     p.add_argument("--data-root", help="root folder of real datasets (else $BENCH_DATA)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

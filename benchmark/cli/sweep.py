@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from benchmark.cli.checks import at_least, seed_arg
+
 EPILOG = """examples:
   bench sweep --method erm --dataset glyph-lt colored-mnist --seed 0 1 2
   bench sweep --method erm --dataset glyph-lt --grid lr=0.01,0.05,0.1 --select val-acc --seed 0 1 2
@@ -32,7 +34,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--method", nargs="+", required=True, help="method names or patterns")
     p.add_argument("--dataset", nargs="+", required=True, help="dataset names or patterns")
-    p.add_argument("--seed", type=int, nargs="+", default=[0], help="seeds of the final runs")
+    p.add_argument("--seed", type=seed_arg, nargs="+", default=[0], help="seeds of the final runs")
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="fixed for every run"
     )
@@ -44,20 +46,26 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         help="grid axis: explicit values, or N points of the declared search space",
     )
     p.add_argument(
-        "--random", type=int, default=0, metavar="N", help="N random configurations (0=defaults)"
+        "--random",
+        type=at_least(0),
+        default=0,
+        metavar="N",
+        help="N random configurations (0=defaults)",
     )
     p.add_argument("--search", help="comma-separated hyperparameters drawn by --random")
     p.add_argument("--select", help="model-selection rule (val-acc, val-bacc, ...)")
-    p.add_argument("--search-seed", type=int, help="seed of the search phase (default: first)")
+    p.add_argument("--search-seed", type=seed_arg, help="seed of the search phase (default: first)")
     p.add_argument("--predictions", action="store_true", help="store per-sample outputs")
     p.add_argument("--launcher", default="local", choices=("local", "gpus", "slurm"))
-    p.add_argument("--max-parallel", type=int, help="cap on runs (or cluster jobs) in flight")
+    p.add_argument(
+        "--max-parallel", type=at_least(1), help="cap on runs (or cluster jobs) in flight"
+    )
     p.add_argument("--devices", help="gpus launcher: comma-separated GPU ids (default: visible)")
     p.add_argument("--slurm-cluster", help="submitit cluster: slurm (default auto) or local")
     p.add_argument("--slurm-partition", help="slurm partition")
-    p.add_argument("--slurm-time", type=int, default=60, help="minutes per cluster job")
-    p.add_argument("--slurm-gpus", type=int, default=0, help="GPUs per cluster job")
-    p.add_argument("--slurm-chunk", type=int, default=1, help="runs per cluster job")
+    p.add_argument("--slurm-time", type=at_least(1), default=60, help="minutes per cluster job")
+    p.add_argument("--slurm-gpus", type=at_least(0), default=0, help="GPUs per cluster job")
+    p.add_argument("--slurm-chunk", type=at_least(1), default=1, help="runs per cluster job")
     p.add_argument("--data-root", help="root folder of real datasets (else $BENCH_DATA)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     p.add_argument("--results", help="results folder (else $BENCH_RESULTS, else ./results)")
@@ -121,6 +129,7 @@ def main(args: argparse.Namespace) -> int:
 def dry_run(sweep: Any) -> int:
     from tabulate import tabulate
 
+    sweep.check()
     jobs = sweep.plan()
     phase = "search phase (one seed)" if sweep.spec.searching else "runs"
     print(f"{len(jobs)} {phase}:")

@@ -26,16 +26,36 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from benchmark.errors import BenchError, UnknownNameError
+    from benchmark.metric import METRICS
     from benchmark.store import Store
     from benchmark.tables import aggregate, render, wide
 
+    store = Store(args.results)
+    if not store.root.is_dir():
+        raise BenchError(f"no results folder {store.root} (give --results DIR, or run first)")
+    stored = list(store.records())
     records = [
         r
-        for r in Store(args.results).records()
+        for r in stored
         if (not args.dataset or fnmatch.fnmatch(r.dataset, args.dataset))
         and (not args.method or fnmatch.fnmatch(r.method, args.method))
     ]
+    if stored and not records:  # a filter that matches nothing is a mistake, not "no runs"
+        have = sorted({f"{r.method} on {r.dataset}" for r in stored})
+        shown = ", ".join(have[:8]) + (", ..." if len(have) > 8 else "")
+        raise BenchError(
+            f"no run in {store.runs} matches --dataset {args.dataset or '*'} --method "
+            f"{args.method or '*'} (stored: {shown})"
+        )
     agg = aggregate(records)
+    if args.metrics:
+        known = set(agg["metric"]) if not agg.empty else set()
+        for _, cls in METRICS.items():
+            known |= set(cls.higher_is_better)
+        for key in args.metrics.split(","):
+            if key not in known:
+                raise UnknownNameError("metric", key, known, hint="--metrics")
     if args.json:
         print(agg.to_json(orient="records", indent=1))
         return 0

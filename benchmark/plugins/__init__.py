@@ -87,7 +87,7 @@ def import_file(path: Path, kind: str | None = None, *, strict: bool = False) ->
     except DuplicatePluginError:
         sys.modules.pop(name, None)
         raise
-    except Exception as exc:  # a broken plugin must not break unrelated commands
+    except (Exception, SystemExit) as exc:  # a broken plugin must not break other commands
         sys.modules.pop(name, None)
         if strict:
             raise PluginLoadError(
@@ -110,7 +110,7 @@ def _load_entry_point(kind: str, ep: importlib.metadata.EntryPoint) -> None:
         obj = ep.load()
     except DuplicatePluginError:
         raise
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # sys.exit() in a plugin is a load failure
         source = f"entry point {ep.group}:{ep.name} ({ep.value})"
         FAILURES.append(PluginFailure(kind.rstrip("s"), source, _error_line(exc), ep.name))
         return
