@@ -8,6 +8,7 @@ Public API for plugin authors and for people who use the metrics on their own pr
 __version__ = "0.1.0"
 
 from benchmark.backbones import Backbone, build_backbone, register_backbone
+from benchmark.contracts import Batch
 from benchmark.dataset import (
     TRACKS,
     Bundle,
@@ -22,7 +23,7 @@ from benchmark.method import Classifier, Method, register_method
 from benchmark.metric import EvalView, Metric, metric_fn, register_metric
 from benchmark.outputs import Outputs
 from benchmark.plugins import load_plugins
-from benchmark.training import Batch, Trainer
+from benchmark.training import Trainer
 
 __all__ = [
     "TRACKS",

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from benchmark import Bundle, Method, Trainer, register_method
-from benchmark.longtail import STAGE2_HPARAMS, retrain_head
+from benchmark.tracks.longtail import STAGE2_HPARAMS, retrain_head
 
 
 @register_method("decouple-crt")

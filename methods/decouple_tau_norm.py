@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 
 from benchmark import Bundle, HParam, Method, Outputs, Trainer, Uniform, register_method
-from benchmark.longtail import extract_features
 from benchmark.metric import per_class_accuracy
+from benchmark.tracks.longtail import extract_features
 
 
 @register_method("decouple-tau-norm")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from benchmark import Bundle, HParam, Method, Outputs, Trainer, Uniform, register_method
-from benchmark.longtail import extract_features
+from benchmark.tracks.longtail import extract_features
 
 
 @register_method("tde")
