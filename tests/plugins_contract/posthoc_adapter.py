@@ -17,6 +17,13 @@ class Adapted(nn.Module):
         self.base = base
         self.adapter = nn.Linear(dim, classes)
 
+    def train(self, mode: bool = True) -> Adapted:
+        """The base stays in evaluation mode (its BatchNorm statistics are not the adapter's
+        to change: they are not in this method's checkpoint)."""
+        super().train(mode)
+        self.base.eval()
+        return self
+
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             _, features = self.base.forward_features(x)
