@@ -318,15 +318,16 @@ def predict_with_attrs(
     """``method.predict_batch(x)``, with ``attrs=`` the batch's rows (``index``) of the
     attributes in ``method.predict_attrs`` when it declares any (raises ``BenchError`` when
     the split lacks one)."""
-    if not method.predict_attrs:
+    needs = getattr(method, "predict_attrs", ())  # duck-typed predictors declare none
+    if not needs:
         return method.predict_batch(x)
-    missing = [a for a in method.predict_attrs if a not in split.attrs]
+    missing = [a for a in needs if a not in split.attrs]
     if missing:
         raise BenchError(
             f"{method.name} needs attribute(s) {', '.join(missing)} at inference, "
             "which this split lacks"
         )
-    attrs = {a: split.attrs[a][index].to(device) for a in method.predict_attrs}
+    attrs = {a: split.attrs[a][index].to(device) for a in needs}
     return method.predict_batch(x, attrs=attrs)
 
 

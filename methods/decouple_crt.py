@@ -25,6 +25,7 @@ class DecoupleCRT(Method):
     base = "ce"
     tracks = ("longtail",)
     hparams = dict(STAGE2_HPARAMS)
+    smoke_settings = {"stage2_epochs": 1}
 
     def calibrate(self, bundle: Bundle, trainer: Trainer) -> None:
         with torch.random.fork_rng(devices=[]):

@@ -36,6 +36,7 @@ class DecoupleLWS(Method):
     base = "ce"
     tracks = ("longtail",)
     hparams = dict(STAGE2_HPARAMS)
+    smoke_settings = {"stage2_epochs": 1}
 
     def calibrate(self, bundle: Bundle, trainer: Trainer) -> None:
         head = ScaledLinear(self.model.head.weight)
