@@ -257,3 +257,31 @@ def test_track_modules_hash_with_their_plugins_not_the_core(tmp_path, monkeypatc
     assert sources.source_hash(METHODS.get("ce")) != ce_before
     assert sources.source_hash(METHODS.get("erm")) == erm_before
     assert real != "edited"
+
+
+# -- plot kinds -------------------------------------------------------------------------------
+def test_plot_kinds_are_registered_like_plugins(cli, tmp_path) -> None:
+    import argparse
+
+    from benchmark.cli.plots import PLOTS, PlotKind, discover, register_plot
+
+    assert "per-class" in discover().names()
+    drawn: list[argparse.Namespace] = []
+    with PLOTS.isolated():
+
+        @register_plot("ex-kind")
+        class ExKind(PlotKind):
+            help = "an example kind"
+
+            def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+                parser.add_argument("--ex-option", default="x")
+
+            def main(self, args: argparse.Namespace) -> int:
+                drawn.append(args)
+                return 0
+
+        code, _, err = cli("plot", "ex-kind", "--ex-option", "y", "--results", tmp_path)
+        assert code == 0, err
+        assert drawn[0].ex_option == "y" and drawn[0].kind == "ex-kind"
+    code, _, err = cli("plot", "ex-kind", "--results", tmp_path)  # gone with the isolation
+    assert code == 2 and "invalid choice" in err
