@@ -51,6 +51,18 @@ def test_two_optimizers_follow_their_own_lrs_and_schedules(examples: None, tmp_p
     assert math.isfinite(record.metrics["test"]["acc"])
 
 
+def test_fast_path_refuses_a_custom_step(examples: None) -> None:
+    from benchmark.dataset import DatasetInfo
+    from benchmark.method import HP
+    from benchmark.training import check_fast
+
+    info = DatasetInfo("d", "bias", 2, (1, 4, 4), (0.5,), (0.5,), torch.ones(2), (), "f")
+    method = METHODS.get("ex-two-opt")(info, HP(), torch.device("cpu"))
+    with pytest.raises(BenchError, match="customises the training step"):
+        check_fast(method)
+    check_fast(METHODS.get("erm")(info, HP(), torch.device("cpu")))  # the default step passes
+
+
 def test_grad_clip_bounds_the_gradient_norm(examples: None, tmp_path) -> None:
     cls = METHODS.get("ex-clipped")
     cls.norms.clear()
