@@ -127,7 +127,7 @@ class Method:
         if cls.base is not None:
             out.update(METHODS.get(cls.base).declared())
         out.update(cls.hparams)
-        if cls.base_settable:
+        if cls.base_settable and cls.base is not None:
             out["base"] = HParam(cls.base, help="the method whose trained checkpoint this uses")
         return out
 
