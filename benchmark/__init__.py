@@ -50,12 +50,13 @@ _EXPORTS = {
     "register_metric": "benchmark.metric",
     "Outputs": "benchmark.outputs",
     "load_plugins": "benchmark.plugins",
-    "Batch": "benchmark.training",
+    "Batch": "benchmark.contracts",
     "Trainer": "benchmark.training",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors only
     from benchmark.backbones import Backbone, build_backbone, register_backbone
+    from benchmark.contracts import Batch
     from benchmark.dataset import TRACKS, Bundle, Dataset, DatasetInfo, Split, register_dataset
     from benchmark.errors import BenchError
     from benchmark.hparams import (
@@ -78,7 +79,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors only
     from benchmark.metric import EvalView, Metric, metric_fn, register_metric
     from benchmark.outputs import Outputs
     from benchmark.plugins import load_plugins
-    from benchmark.training import Batch, Trainer
+    from benchmark.training import Trainer
 
 
 def __getattr__(name: str) -> Any:

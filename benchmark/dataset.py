@@ -31,6 +31,20 @@ from benchmark.hparams import HParam
 from benchmark.registry import Registry
 
 TRACKS = ("bias", "longtail", "ood", "explain")
+#: the track an attribute serves: a dataset whose splits provide it is scored (and hosts the
+#: methods) of that track too, besides its own (masks -> explanations, groups -> bias, ...)
+ATTR_TRACKS = {
+    "mask": "explain",
+    "group": "bias",
+    "aligned": "bias",
+    "confounder": "bias",
+    "is_ood": "ood",
+}
+
+
+def provided_tracks(track: str, attrs: Iterable[str]) -> set[str]:
+    """The tracks a dataset of primary ``track`` with attributes ``attrs`` serves."""
+    return {track} | {ATTR_TRACKS[a] for a in attrs if a in ATTR_TRACKS}
 
 
 @dataclass

@@ -39,6 +39,13 @@ class EvalView:
     #: maps a batch of normalised inputs to class probabilities (N, C) with the trained model
     model_probs: Callable[[torch.Tensor], torch.Tensor] | None = None
 
+    def tracks(self) -> set[str]:
+        """The tracks this split serves: the dataset's own and those of the attributes it
+        provides (``benchmark.dataset.ATTR_TRACKS``: masks -> explain, groups -> bias, ...)."""
+        from benchmark.dataset import provided_tracks
+
+        return provided_tracks(self.track, self.attrs)
+
     def available(self) -> set[str]:
         have = self.outputs.available() | {f"attr:{a}" for a in self.attrs} | {"labels"}
         if self.train_counts is not None:
@@ -57,7 +64,9 @@ class Metric:
     ``saliency``), ``labels``, ``train_counts``, ``attr:<name>`` for split attributes, and
     ``inputs`` / ``model`` for metrics that perturb images and query the trained model.
     ``higher_is_better``: the keys ``compute`` returns, each with its direction.
-    ``tracks``: the tracks whose tables show this metric (None: every track).
+    ``tracks``: the tracks this metric belongs to (None: every track); it applies to a split
+    that serves one of them (``EvalView.tracks``: the dataset's own track or one whose
+    attributes it provides).
     ``functions``: the plain functions exposed through ``benchmark.metric_fn``.
     """
 
@@ -70,7 +79,7 @@ class Metric:
     functions: ClassVar[Mapping[str, Callable[..., Any]]] = {}
 
     def applies(self, view: EvalView) -> bool:
-        if self.tracks is not None and view.track not in self.tracks:
+        if self.tracks is not None and not set(self.tracks) & view.tracks():
             return False
         return set(self.requires) <= view.available()
 
@@ -101,10 +110,16 @@ def metric_fn(name: str) -> Callable[..., Any]:
 
 
 def direction(key: str) -> bool | None:
-    """Whether a reported key is higher-is-better (None when no metric declares it)."""
+    """Whether a reported key is higher-is-better (None when no metric declares it); keys a
+    method reports itself (``Method.reports``) count too."""
     for _, cls in METRICS.items():
         if key in cls.higher_is_better:
             return cls.higher_is_better[key]
+    from benchmark.method import METHODS
+
+    for _, mcls in METHODS.items():
+        if key in mcls.reports:
+            return mcls.reports[key]
     return None
 
 

@@ -173,7 +173,7 @@ class Runner:
     ) -> Planned:
         """Resolve names, data, hyperparameters and code hashes into a run id (nothing runs)."""
         t_start = time.perf_counter()
-        mcls, dcls = METHODS.get(method), DATASETS.get(dataset)
+        mcls, dcls = METHODS.get(method).for_settings(settings or {}), DATASETS.get(dataset)
         reason = mcls.incompatibility(dcls)
         if reason:
             raise BenchError(reason)
@@ -317,15 +317,9 @@ class Runner:
     ) -> tuple[Method, str, bool]:
         """A trained instance of ``mcls``: from its base, from the cache, or trained now."""
         info = bundle.info()
+        trainer.splits = bundle.splits  # a method's paired_split is read from here
         if mcls.base is not None:
-            bcls = METHODS.get(mcls.base)
-            base_hp = {k: hparams[k] for k in bcls.declared()}
-            base, key, trained = self.trained(bcls, bundle, base_hp, seed, trainer)
-            method = mcls(info, hparams, self.device)
-            method.adopt(base)
-            if distributed.is_main():
-                method.calibrate(bundle, trainer)
-            return method, key, trained
+            return self.posthoc(mcls, bundle, hparams, seed, trainer)
         method = mcls(info, hparams, self.device)
         seed_everything(seed)
         method.setup()
@@ -360,6 +354,62 @@ class Runner:
         )
         return method, key, True
 
+    def posthoc(
+        self,
+        mcls: type[Method],
+        bundle: Bundle,
+        hparams: dict[str, Any],
+        seed: int,
+        trainer: Trainer,
+    ) -> tuple[Method, str, bool]:
+        """A post-hoc method on its trained base (one per ``base_seeds``), with its own parts
+        fitted by ``calibrate`` (cached when it declares ``posthoc_checkpoint``)."""
+        bcls = METHODS.get(mcls.base)
+        base_hp = {k: hparams[k] for k in bcls.declared()}
+        base, key, trained = self.trained(bcls, bundle, base_hp, seed, trainer)
+        method = mcls(bundle.info(), hparams, self.device)
+        seeds = method.base_seeds(seed)
+        members, keys = [base], [key]
+        for s in seeds[1:]:  # further members: each its own (cached) base run
+            member_trainer = Trainer(self.device, seed=s, progress=trainer.progress)
+            member, member_key, _ = self.trained(bcls, bundle, base_hp, s, member_trainer)
+            members.append(member)
+            keys.append(member_key)
+        method.adopt(base)
+        if len(seeds) > 1 or type(method).adopt_members is not Method.adopt_members:
+            method.adopt_members(members)
+        if not mcls.posthoc_checkpoint:
+            if distributed.is_main():
+                method.calibrate(bundle, trainer)
+            return method, key, trained
+        declared = mcls.declared()
+        own_key = content_id(
+            {
+                "method": mcls.name,
+                "base_checkpoints": keys,
+                "seed": seed,
+                "hparams": {k: v for k, v in hparams.items() if not declared[k].test_time},
+                "code": [core_hash(), source_hash(mcls)],
+            }
+        )
+        cached = self.store.load_checkpoint(own_key)
+        if cached is not None:
+            method.load_state_dict(cached["state"])
+            return method, own_key, False
+        if distributed.is_main():
+            seed_everything(seed)
+            method.calibrate(bundle, trainer)
+            self.store.save_checkpoint(
+                own_key,
+                {
+                    "state": method.state_dict(),
+                    "method": mcls.name,
+                    "base_checkpoints": keys,
+                    "hparams": hparams,
+                },
+            )
+        return method, own_key, True
+
     # -- evaluation ----------------------------------------------------------------------
     def evaluate(
         self,
@@ -375,7 +425,9 @@ class Runner:
 
         def predict(name: str) -> Outputs:
             if name not in outputs:
-                outputs[name] = trainer.predict(method, bundle.splits[name], desc=f"eval {name}")
+                outputs[name] = trainer.predict(
+                    method, bundle.splits[name], desc=f"eval {name}", name=name
+                )
                 _check_finite(outputs[name], name)
             return outputs[name]
 
@@ -416,6 +468,7 @@ class Runner:
                     details[name][mname] = extra
                 if metric.convention:
                     conventions[mname] = metric.convention
+            metrics[name].update(own_metrics(view.outputs))
             if predict(name).ood_score_kind:
                 conventions["ood_score"] = predict(name).ood_score_kind
         return metrics, details, conventions
@@ -443,7 +496,7 @@ class Runner:
             )
             inputs = None
         normalise = model_probs = None
-        if method is not None and trainer is not None:
+        if method is not None and trainer is not None and method.classifier:
             info = method.info
 
             def normalise(x: torch.Tensor) -> torch.Tensor:
@@ -452,7 +505,7 @@ class Runner:
             @torch.no_grad()
             def model_probs(x: torch.Tensor) -> torch.Tensor:
                 with autocast(self.device):
-                    logits = method.predict_batch(x).logits
+                    logits = method.predict_logits(x)
                 return torch.softmax(logits.float(), dim=1)
 
         return EvalView(
@@ -468,6 +521,16 @@ class Runner:
             normalise=normalise,
             model_probs=model_probs,
         )
+
+
+def own_metrics(outputs: Outputs) -> dict[str, float]:
+    """The metrics a method reports itself: the mean over the split of each per-sample
+    ``outputs.extras["metric.<key>"]`` (e.g. a generative model's bits per dimension)."""
+    return {
+        k.removeprefix("metric."): float(v.double().mean())
+        for k, v in outputs.extras.items()
+        if k.startswith("metric.")
+    }
 
 
 def _check_finite(out: Outputs, split: str) -> None:

@@ -375,7 +375,12 @@ def _chunks(n: int, size: int) -> list[list[int]]:
 def fit(trainer: Trainer, method: Method, split: Split) -> None:
     """``Trainer.fit`` for on-disk inputs: the same protocol (lr schedule per epoch, hooks,
     divergence check), batches streamed from the decode path."""
-    from benchmark.training import Batch, make_optimizer
+    from benchmark.training import (
+        Batch,
+        epoch_order,
+        sample_weights,
+        sampling_probabilities,
+    )
 
     hp, info, model = method.hp, method.info, method.model
     assert model is not None, "method.setup() builds the model before fit"
@@ -383,8 +388,10 @@ def fit(trainer: Trainer, method: Method, split: Split) -> None:
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(hp, method.param_groups())
-    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    if hp.get("paired_split"):
+        raise BenchError("paired_split works on in-memory splits, not on images on disk")
+    optimizers = method.optimizers()
+    base_lrs = [g["lr"] for opt in optimizers for g in opt.param_groups]
     inputs: ImageFiles = split.inputs
     mode = decode_path(inputs, device, progress=trainer.progress)
     y_all = split.labels.to(device)
@@ -399,6 +406,8 @@ def fit(trainer: Trainer, method: Method, split: Split) -> None:
     local = distributed.local_batch(bs)  # under torchrun each rank takes a slice of the batch
     offset = distributed.rank() * local
     gen = torch.Generator().manual_seed(trainer.seed)
+    weights = sample_weights(method, split, device)
+    probs = sampling_probabilities(method, split, torch.device("cpu"))
     stream = Stream(inputs, mode, device, seed=trainer.seed)
     step = 0
     bar = progress_bar(
@@ -407,8 +416,8 @@ def fit(trainer: Trainer, method: Method, split: Split) -> None:
     try:
         for epoch in bar:
             start = time.perf_counter()
-            factor = trainer.start_epoch(method, optimizer, base_lrs, epoch)
-            perm = torch.randperm(n, generator=gen)[: steps * bs].view(steps, bs)
+            factor = trainer.start_epoch(method, optimizers, base_lrs, epoch)
+            perm = epoch_order(n, gen, torch.device("cpu"), probs)[: steps * bs].view(steps, bs)
             perm = perm[:, offset : offset + local]
             total = torch.zeros((), device=device)
             for x, positions in stream.batches(perm, epoch):
@@ -421,7 +430,9 @@ def fit(trainer: Trainer, method: Method, split: Split) -> None:
                     epoch,
                     step,
                 )
-                total += trainer.train_step(method, optimizer, batch)
+                if weights is not None:
+                    batch.weight = weights[idx]
+                total += trainer.train_step(method, optimizers, batch)
                 step += 1
             mean_loss = trainer.end_epoch(
                 method, epoch, total, steps, steps * bs, base_lrs[0] * factor, start, decode=mode
@@ -437,7 +448,7 @@ def fit(trainer: Trainer, method: Method, split: Split) -> None:
 @torch.no_grad()
 def predict(trainer: Trainer, method: Method, split: Split, desc: str = "eval") -> Outputs:
     """``Trainer.predict`` for on-disk inputs: evaluation geometry, in order, on the device."""
-    from benchmark.training import _float32
+    from benchmark.training import _float32, predict_with_attrs
 
     assert method.model is not None
     method.model.to(trainer.device).eval()
@@ -456,10 +467,10 @@ def predict(trainer: Trainer, method: Method, split: Split, desc: str = "eval") 
             leave=False,
             total=len(chunks),
         )
-        for x, _ in bar:
+        for x, positions in bar:
             x = trainer.normalise(x, method.info)
             with autocast(trainer.device):
-                out = method.predict_batch(x)
+                out = predict_with_attrs(method, x, split, positions, trainer.device)
             parts.append(_float32(out))
     finally:
         stream.close()

@@ -117,19 +117,11 @@ def sha256_file(path: str | Path) -> str:
 
 
 def plugin_sources(mcls: type[Method]) -> list[Path]:
-    """The non-core files whose hashes make up ``source_hash(mcls)``, in the same order."""
-    import inspect
+    """The files whose hashes make up ``source_hash(mcls)``, in the same order (plugin files,
+    then the track modules they import)."""
+    from benchmark.sources import plugin_files
 
-    core = Path(benchmark.__file__).resolve().parent
-    out = []
-    for cls in inspect.getmro(mcls):
-        try:
-            path = inspect.getsourcefile(cls)
-        except TypeError:
-            continue
-        if path and not Path(path).resolve().is_relative_to(core):
-            out.append(Path(path).resolve())
-    return out
+    return plugin_files(mcls)
 
 
 def check_plugin(method: str, plugin_files: Sequence[str | Path]) -> list[str]:
@@ -360,11 +352,14 @@ def submit(
 def _builtin_name(path: Path) -> str:
     """``methods/erm.py`` for a built-in plugin file, "" otherwise."""
     from benchmark.plugins import KINDS, builtin_dir
+    from benchmark.sources import TRACKS_DIR
 
     for kind in KINDS:
         folder = builtin_dir(kind)
         if folder is not None and path.parent == folder.resolve():
             return f"{kind}/{path.name}"
+    if path.parent == TRACKS_DIR.resolve():  # a track module of this bench
+        return f"tracks/{path.name}"
     return ""
 
 
@@ -504,12 +499,16 @@ def _listed(manifest: Mapping[str, Any], rel: Any, what: str) -> str:
 def expected_method_hash(path: Path, manifest: Mapping[str, Any]) -> str:
     """``source_hash`` of the submitted method, from the bundled (and built-in) sources."""
     from benchmark.plugins import builtin_dir
+    from benchmark.sources import TRACKS_DIR
 
     h = hashlib.sha256()
     for entry in manifest["plugin"]:
         if entry.get("builtin"):
             kind, _, name = str(entry["builtin"]).partition("/")
-            folder = builtin_dir(kind) if kind in ("methods", "datasets", "metrics") else None
+            if kind == "tracks":
+                folder = TRACKS_DIR
+            else:
+                folder = builtin_dir(kind) if kind in ("methods", "datasets", "metrics") else None
             local = folder / safe_relpath(name, "built-in") if folder else None
             if local is None or not local.is_file():
                 raise Rejected(f"the plugin builds on built-in {entry['builtin']}, absent here")

@@ -13,8 +13,10 @@ static-shape step of ``benchmark.fast_step`` (``torch.compile`` and/or one CUDA 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,18 +24,9 @@ import torch
 import torch.nn.functional as F
 
 from benchmark import distributed
+from benchmark.contracts import PROTOCOL, Batch
 from benchmark.device import autocast
 from benchmark.errors import BenchError
-from benchmark.hparams import (
-    AT_LEAST_ONE,
-    NON_NEGATIVE,
-    POSITIVE,
-    Choice,
-    Each,
-    HParam,
-    LogUniform,
-    Range,
-)
 from benchmark.outputs import Outputs
 from benchmark.progress import progress_bar
 
@@ -41,50 +34,10 @@ if TYPE_CHECKING:
     from benchmark.dataset import DatasetInfo, Split
     from benchmark.method import Method
 
-#: The training protocol every method shares; datasets set their defaults in ``protocol``.
-PROTOCOL: dict[str, HParam] = {
-    "backbone": HParam("small-cnn", help="feature extractor (see benchmark/backbones.py)"),
-    "epochs": HParam(30, help="training epochs", valid=AT_LEAST_ONE),
-    "batch_size": HParam(128, help="training batch size", valid=AT_LEAST_ONE),
-    "optimizer": HParam(
-        "sgd", help="sgd (momentum, nesterov off) or adam", choices=("sgd", "adam")
-    ),
-    "lr": HParam(0.1, LogUniform(1e-3, 0.5), "base learning rate", valid=POSITIVE),
-    "momentum": HParam(0.9, help="SGD momentum", valid=Range(0, 1, open_high=True)),
-    "weight_decay": HParam(5e-4, LogUniform(1e-5, 1e-3), "L2 weight decay", valid=NON_NEGATIVE),
-    "schedule": HParam(
-        "cosine", help="lr schedule per epoch", choices=("constant", "cosine", "multistep")
-    ),
-    "milestones": HParam(
-        [],
-        help="multistep: epochs at which lr is multiplied by lr_decay",
-        valid=Each(NON_NEGATIVE),
-    ),
-    "lr_decay": HParam(0.1, help="multistep factor", valid=Range(0, 1, open_low=True)),
-    "warmup_epochs": HParam(
-        0, help="linear warm-up from lr/3 over this many epochs", valid=NON_NEGATIVE
-    ),
-    "augment": HParam(
-        "none",
-        Choice(("none", "flip", "crop", "crop-flip")),
-        "GPU augmentation: random crop (pad H/8) and/or horizontal flip",
-        choices=("none", "flip", "crop", "crop-flip"),
-    ),
-}
+__all__ = ["PROTOCOL", "Batch", "Trainer", "lr_factor", "make_optimizer"]  # PROTOCOL, Batch:
 
 
-@dataclass
-class Batch:
-    """One training batch, already on the device and normalised."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-    attrs: dict[str, torch.Tensor]
-    index: torch.Tensor  # positions in the training split (for per-sample state)
-    epoch: int
-    step: int  # global step
-
-
+# re-exported from benchmark.contracts, where they are defined
 def lr_factor(hp: Any, epoch: int) -> float:
     """Learning-rate multiplier for ``epoch`` (warm-up, then the schedule), stepped per epoch."""
     if epoch < hp.warmup_epochs:
@@ -111,6 +64,8 @@ class Trainer:
     eval_batch_size: int = 1024
     history: list[dict[str, float]] = field(default_factory=list)
     fast: str = "off"
+    #: the bundle's splits (set by the runner): ``paired_split`` reads its second split here
+    splits: Mapping[str, Split] = field(default_factory=dict, repr=False)
     _stats: dict[Any, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
 
     # -- input pipeline ------------------------------------------------------------------
@@ -180,22 +135,26 @@ class Trainer:
         offset = distributed.rank() * local
         steps = n // bs  # drop_last: every step has the same shape
         shuffle_gen, aug_gen = self.generators()
+        weights = sample_weights(method, split, self.device)
+        probs = sampling_probabilities(method, split, self.device)
+        paired = PairedBatches.create(self, method, split, local)
         if self.fast != "off":
             from benchmark.fast_step import StaticStep
 
+            check_fast(method)
             fast = StaticStep.create(self, method, x_all, y_all, attrs, local, offset, aug_gen)
-            optimizer = fast.optimizer
+            optimizers = [fast.optimizer]
         else:
-            optimizer = make_optimizer(hp, method.param_groups())
-        base_lrs = [float(g["lr"]) for g in optimizer.param_groups]
+            optimizers = method.optimizers()
+        base_lrs = [float(g["lr"]) for opt in optimizers for g in opt.param_groups]
         step = 0
         bar = progress_bar(
             range(hp.epochs), desc=f"train {method.name}", unit="epoch", enabled=self.progress
         )
         for epoch in bar:
             t0 = time.perf_counter()
-            factor = self.start_epoch(method, optimizer, base_lrs, epoch)
-            perm = torch.randperm(n, generator=shuffle_gen, device=self.device)
+            factor = self.start_epoch(method, optimizers, base_lrs, epoch)
+            perm = epoch_order(n, shuffle_gen, self.device, probs)
             if self.fast != "off":
                 total = fast.run_epoch(perm, steps, bs)
             else:
@@ -211,7 +170,11 @@ class Trainer:
                         epoch,
                         step,
                     )
-                    total += self.train_step(method, optimizer, batch)
+                    if weights is not None:
+                        batch.weight = weights[idx]
+                    if paired is not None:
+                        batch.paired = paired.next(epoch, step)
+                    total += self.train_step(method, optimizers, batch)
                     step += 1
             mean_loss = self.end_epoch(
                 method, epoch, total, steps, steps * bs, base_lrs[0] * factor, t0
@@ -222,30 +185,60 @@ class Trainer:
 
     # -- pieces of a training epoch, shared with the streaming loop -------------------------
     def start_epoch(
-        self, method: Method, optimizer: torch.optim.Optimizer, base_lrs: list[float], epoch: int
+        self,
+        method: Method,
+        optimizers: torch.optim.Optimizer | Sequence[torch.optim.Optimizer],
+        base_lrs: list[float],
+        epoch: int,
     ) -> float:
-        """Set this epoch's learning rates, call the method's hook; returns the lr factor."""
+        """Set this epoch's learning rates, call the method's hook; returns the lr factor.
+
+        ``base_lrs``: the initial lr of every param group of every optimiser, in order. A
+        group with an ``"lr_factor"`` entry (a function of the epoch) follows its own schedule;
+        the others follow the protocol's (``lr_factor``)."""
         factor = lr_factor(method.hp, epoch)
-        for group, lr in zip(optimizer.param_groups, base_lrs, strict=True):
-            set_lr(group, lr * factor)
+        groups = [g for opt in _as_list(optimizers) for g in opt.param_groups]
+        for group, lr in zip(groups, base_lrs, strict=True):
+            own = group.get("lr_factor")
+            set_lr(group, lr * (float(own(epoch)) if own is not None else factor))
         method.on_epoch_start(epoch)
         assert method.model is not None
         method.model.train()
         return factor
 
     def train_step(
-        self, method: Method, optimizer: torch.optim.Optimizer, batch: Batch
+        self,
+        method: Method,
+        optimizers: torch.optim.Optimizer | Sequence[torch.optim.Optimizer],
+        batch: Batch,
     ) -> torch.Tensor:
-        """One optimisation step (loss, backward, gradient all-reduce, update, hook); returns
-        the detached loss, left on the device (no host synchronisation)."""
-        with autocast(self.device):
-            loss = method.loss(batch)
+        """One training step: ``method.train_step`` (by default loss, backward, gradient
+        all-reduce, clipping, update), then the ``on_step_end`` hook; returns the detached
+        loss, left on the device (no host synchronisation)."""
+        loss = method.train_step(batch, _as_list(optimizers), self)
+        method.on_step_end(batch)
+        return loss
+
+    def step(
+        self,
+        method: Method,
+        optimizer: torch.optim.Optimizer,
+        loss: torch.Tensor,
+        *,
+        clip: float | None = None,
+    ) -> None:
+        """Zero ``optimizer``'s gradients, back-propagate ``loss``, average the gradients over
+        the ranks, clip the total L2 norm of ``optimizer``'s parameters to ``clip`` (default:
+        the method's ``grad_clip`` setting; 0 or absent: no clipping) and step. A method's own
+        ``train_step`` calls this once per optimiser it updates."""
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         distributed.average_gradients(method.model)
+        clip = float(method.hp.get("grad_clip", 0.0) or 0.0) if clip is None else clip
+        if clip > 0:
+            params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(params, clip)
         optimizer.step()
-        method.on_step_end(batch)
-        return loss.detach().float()
 
     def end_epoch(
         self,
@@ -280,10 +273,26 @@ class Trainer:
         return mean_loss
 
     # -- inference -----------------------------------------------------------------------
+    def inference_generator(self, split: str) -> torch.Generator:
+        """A generator on the device seeded by (``seed``, ``split``): the randomness a method
+        uses at inference (MC dropout, noise, random masks) through ``method.rng``, so that a
+        cached checkpoint and a freshly trained one give the same predictions."""
+        digest = hashlib.sha256(f"inference:{self.seed}:{split}".encode()).digest()
+        seed = int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+        return torch.Generator(device=self.device).manual_seed(seed)
+
     @torch.no_grad()
-    def predict(self, method: Method, split: Split, desc: str = "eval") -> Outputs:
-        """``method.predict_batch`` over ``split`` in batches; outputs stay on the device."""
+    def predict(
+        self, method: Method, split: Split, desc: str = "eval", name: str | None = None
+    ) -> Outputs:
+        """``method.predict_batch`` over ``split`` in batches; outputs stay on the device.
+
+        ``name``: the split's name (default: ``desc`` without a leading ``"eval "``); it seeds
+        ``method.rng`` (``inference_generator``). A method that declares ``predict_attrs``
+        receives those attributes of each batch (``predict_batch(x, attrs=...)``)."""
         assert method.model is not None
+        name = name if name is not None else desc.removeprefix("eval ")
+        method.rng = self.inference_generator(name)
         if not isinstance(split.inputs, torch.Tensor):  # images on disk: streamed
             from benchmark.streaming import predict as predict_streaming
 
@@ -296,10 +305,174 @@ class Trainer:
             starts, desc=desc, unit="batch", enabled=self.progress, leave=False
         ):
             x = self.normalise(split.inputs[start : start + self.eval_batch_size], method.info)
+            index = torch.arange(start, min(n, start + self.eval_batch_size))
             with autocast(self.device):
-                out = method.predict_batch(x)
+                out = predict_with_attrs(method, x, split, index, self.device)
             parts.append(_float32(out))
         return Outputs.cat(parts)
+
+
+def predict_with_attrs(
+    method: Method, x: torch.Tensor, split: Split, index: torch.Tensor, device: torch.device
+) -> Outputs:
+    """``method.predict_batch(x)``, with ``attrs=`` the batch's rows (``index``) of the
+    attributes in ``method.predict_attrs`` when it declares any (raises ``BenchError`` when
+    the split lacks one)."""
+    needs = getattr(method, "predict_attrs", ())  # duck-typed predictors declare none
+    if not needs:
+        return method.predict_batch(x)
+    missing = [a for a in needs if a not in split.attrs]
+    if missing:
+        raise BenchError(
+            f"{method.name} needs attribute(s) {', '.join(missing)} at inference, "
+            "which this split lacks"
+        )
+    attrs = {a: split.attrs[a][index].to(device) for a in needs}
+    return method.predict_batch(x, attrs=attrs)
+
+
+def _as_list(
+    optimizers: torch.optim.Optimizer | Sequence[torch.optim.Optimizer],
+) -> list[torch.optim.Optimizer]:
+    if isinstance(optimizers, torch.optim.Optimizer):
+        return [optimizers]
+    return list(optimizers)
+
+
+def check_fast(method: Method) -> None:
+    """The CUDA fast path runs only the default step: one optimiser, ``loss``, uniform order."""
+    from benchmark.method import Method as Base
+
+    cls = type(method)
+    custom = [
+        hook
+        for hook in ("train_step", "optimizers")
+        if getattr(cls, hook) is not getattr(Base, hook)
+    ]
+    hp = method.hp
+    if hp.get("sampler", "uniform") != "uniform":
+        custom.append(f"sampler={hp.sampler}")
+    if hp.get("paired_split") or hp.get("grad_clip"):
+        custom.append("paired_split/grad_clip")
+    if type(method).sample_weights is not Base.sample_weights:
+        custom.append("sample_weights")
+    if custom:
+        raise BenchError(
+            f"method {method.name} customises the training step ({', '.join(custom)}); "
+            "use --fast off"
+        )
+
+
+def sample_weights(method: Method, split: Split, device: torch.device) -> torch.Tensor | None:
+    """``method.sample_weights(split)`` checked: None, or N non-negative finite floats with a
+    positive sum, on ``device``."""
+    w = method.sample_weights(split)
+    if w is None:
+        return None
+    w = torch.as_tensor(w).to(device=device, dtype=torch.float32)
+    if w.shape != (len(split),) or not torch.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise BenchError(
+            f"{method.name}.sample_weights must give {len(split)} non-negative finite weights "
+            f"with a positive sum, got shape {tuple(w.shape)}"
+        )
+    return w
+
+
+def sampling_probabilities(
+    method: Method, split: Split, device: torch.device
+) -> torch.Tensor | None:
+    """Per-sample drawing weights (N,) for the ``sampler`` setting; None for ``uniform``."""
+    sampler = method.hp.get("sampler", "uniform")
+    if sampler == "uniform":
+        return None
+    if sampler == "weighted":
+        w = sample_weights(method, split, device)
+        if w is None:
+            raise BenchError(f"sampler=weighted: {method.name} defines no sample_weights")
+        return w
+    if sampler == "class-balanced":
+        key = split.labels
+    elif sampler == "group-balanced":
+        if "group" not in split.attrs:
+            raise BenchError("sampler=group-balanced needs a dataset with a 'group' attribute")
+        key = split.attrs["group"]
+    else:
+        raise BenchError(f"unknown sampler {sampler!r}")
+    key = torch.as_tensor(key).long().to(device)
+    _, inverse, counts = torch.unique(key, return_inverse=True, return_counts=True)
+    return 1.0 / counts.double()[inverse]
+
+
+def epoch_order(
+    n: int, gen: torch.Generator, device: torch.device, probs: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The positions of one epoch's samples (N,): a permutation when ``probs`` is None
+    (``sampler`` uniform, the default), else N draws with replacement proportional to
+    ``probs`` (``sampling_probabilities``); all random numbers come from ``gen``."""
+    if probs is None:
+        return torch.randperm(n, generator=gen, device=device)
+    return torch.multinomial(probs, n, replacement=True, generator=gen)
+
+
+@dataclass
+class PairedBatches:
+    """Batches of a second split drawn alongside the training batches (``Batch.paired``):
+    its own shuffle and augmentation generators (seeded from the run's seed), a new
+    permutation whenever one is used up; labels may be -1 (unlabeled)."""
+
+    trainer: Trainer
+    method: Method
+    x: torch.Tensor
+    y: torch.Tensor
+    attrs: dict[str, torch.Tensor]
+    batch: int
+    gen: torch.Generator
+    aug_gen: torch.Generator
+    perm: torch.Tensor | None = None
+    pos: int = 0
+
+    @classmethod
+    def create(
+        cls, trainer: Trainer, method: Method, train: Split, batch: int
+    ) -> PairedBatches | None:
+        name = method.hp.get("paired_split", "")
+        if not name:
+            return None
+        if name not in trainer.splits:
+            raise BenchError(
+                f"paired_split={name!r}: the dataset has no such split "
+                f"(splits: {', '.join(sorted(trainer.splits)) or 'none given to the trainer'})"
+            )
+        split = trainer.splits[name]
+        if not isinstance(split.inputs, torch.Tensor):
+            raise BenchError("paired_split works on in-memory splits, not on images on disk")
+        size = int(method.hp.get("paired_batch_size", 0) or 0) or batch
+        size = min(size, len(split))
+        dev = trainer.device
+        seed = trainer.seed + 104729
+        return cls(
+            trainer, method, split.inputs.to(dev), split.labels.to(dev),
+            {k: v.to(dev) for k, v in split.attrs.items() if k != "mask"}, size,
+            torch.Generator(device=dev).manual_seed(seed),
+            torch.Generator(device=dev).manual_seed(seed + 1),
+        )  # fmt: skip
+
+    def next(self, epoch: int, step: int) -> Batch:
+        n = len(self.x)
+        if self.perm is None or self.pos + self.batch > n:
+            self.perm = torch.randperm(n, generator=self.gen, device=self.x.device)
+            self.pos = 0
+        idx = self.perm[self.pos : self.pos + self.batch]
+        self.pos += self.batch
+        x = self.trainer.augment(self.x[idx], self.method.hp.augment, self.aug_gen)
+        return Batch(
+            self.trainer.normalise(x, self.method.info),
+            self.y[idx],
+            {k: v[idx] for k, v in self.attrs.items()},
+            idx,
+            epoch,
+            step,
+        )
 
 
 def set_lr(group: dict[str, Any], lr: float) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from benchmark import Batch, register_method
-from benchmark.longtail import LongTailMethod, logit_adjusted_loss
+from benchmark.tracks.longtail import LongTailMethod, logit_adjusted_loss
 
 
 @register_method("balanced-softmax")

@@ -10,7 +10,7 @@ the decoupling methods that start from this checkpoint (``decouple-*``, post-hoc
 from __future__ import annotations
 
 from benchmark import register_method
-from benchmark.longtail import LongTailMethod
+from benchmark.tracks.longtail import LongTailMethod
 
 
 @register_method("ce")

@@ -14,7 +14,7 @@ import functools
 import torch
 
 from benchmark import NON_NEGATIVE, Batch, HParam, Range, Uniform, register_method
-from benchmark.longtail import LongTailMethod, effective_number_weights, focal_loss
+from benchmark.tracks.longtail import LongTailMethod, effective_number_weights, focal_loss
 
 
 @register_method("class-balanced")

@@ -4,7 +4,7 @@ Classification by Keeping the Good and Removing the Bad Momentum Causal Effect, 
 
 - Classifier: multi-head normalised ("causal norm") logits
   ``y_c = (τ/K) Σ_k ⟨x_k/‖x_k‖, w_{c,k}/(‖w_{c,k}‖ + γ)⟩``, K = 2 heads, τ = 16, γ = 1/32,
-  no bias (``benchmark.longtail.CausalNormClassifier``).
+  no bias (``benchmark.tracks.longtail.CausalNormClassifier``).
 - Loss: plain softmax cross-entropy; no re-sampling, no re-weighting.
 - Every training step updates the moving-average feature ``d ← μ·d + mean_batch(x)`` (no
   (1 − μ) factor), saved in the checkpoint as the buffer ``head.embed``; the ``tde`` method
@@ -30,7 +30,7 @@ from benchmark import (
     build_backbone,
     register_method,
 )
-from benchmark.longtail import CausalNormClassifier, LongTailMethod
+from benchmark.tracks.longtail import CausalNormClassifier, LongTailMethod
 from benchmark.training import lr_factor
 
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from benchmark import Bundle, Method, Trainer, register_method
-from benchmark.longtail import STAGE2_HPARAMS, retrain_head
+from benchmark.tracks.longtail import STAGE2_HPARAMS, retrain_head
 
 
 @register_method("decouple-crt")
@@ -25,6 +25,7 @@ class DecoupleCRT(Method):
     base = "ce"
     tracks = ("longtail",)
     hparams = dict(STAGE2_HPARAMS)
+    smoke_settings = {"stage2_epochs": 1}
 
     def calibrate(self, bundle: Bundle, trainer: Trainer) -> None:
         with torch.random.fork_rng(devices=[]):

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from benchmark import Bundle, Method, Trainer, register_method
-from benchmark.longtail import STAGE2_HPARAMS, retrain_head
+from benchmark.tracks.longtail import STAGE2_HPARAMS, retrain_head
 
 
 class ScaledLinear(nn.Module):
@@ -36,6 +36,7 @@ class DecoupleLWS(Method):
     base = "ce"
     tracks = ("longtail",)
     hparams = dict(STAGE2_HPARAMS)
+    smoke_settings = {"stage2_epochs": 1}
 
     def calibrate(self, bundle: Bundle, trainer: Trainer) -> None:
         head = ScaledLinear(self.model.head.weight)

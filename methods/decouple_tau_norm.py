@@ -22,8 +22,8 @@ from benchmark import (
     Uniform,
     register_method,
 )
-from benchmark.longtail import extract_features
 from benchmark.metric import per_class_accuracy
+from benchmark.tracks.longtail import extract_features
 
 
 @register_method("decouple-tau-norm")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from benchmark import NON_NEGATIVE, Batch, HParam, Uniform, register_method
-from benchmark.longtail import LongTailMethod, focal_loss
+from benchmark.tracks.longtail import LongTailMethod, focal_loss
 
 
 @register_method("focal")

@@ -32,7 +32,7 @@ from benchmark import (
     build_backbone,
     register_method,
 )
-from benchmark.longtail import (
+from benchmark.tracks.longtail import (
     LongTailMethod,
     NormedLinear,
     effective_number_weights,

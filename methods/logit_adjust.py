@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from benchmark import NON_NEGATIVE, HParam, Method, Outputs, Uniform, register_method
-from benchmark.longtail import log_prior
+from benchmark.tracks.longtail import log_prior
 
 
 @register_method("logit-adjust")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from benchmark import NON_NEGATIVE, Batch, HParam, Uniform, register_method
-from benchmark.longtail import LongTailMethod, logit_adjusted_loss
+from benchmark.tracks.longtail import LongTailMethod, logit_adjusted_loss
 
 
 @register_method("logit-adjust-loss")

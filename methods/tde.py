@@ -28,7 +28,7 @@ from benchmark import (
     Uniform,
     register_method,
 )
-from benchmark.longtail import extract_features
+from benchmark.tracks.longtail import extract_features
 
 
 @register_method("tde")

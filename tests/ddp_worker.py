@@ -19,7 +19,7 @@ from benchmark.backbones import Backbone
 from benchmark.cli import main
 from benchmark.dataset import DatasetInfo
 from benchmark.device import seed_everything
-from benchmark.longtail import LongTailMethod
+from benchmark.tracks.longtail import LongTailMethod
 from benchmark.training import Trainer
 
 from conftest import tiny_settings

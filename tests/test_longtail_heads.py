@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from benchmark.errors import BenchError
-from benchmark.longtail import CausalNormClassifier, NormedLinear
+from benchmark.tracks.longtail import CausalNormClassifier, NormedLinear
 
 
 def head(gamma: float, tau: float = 2.0) -> CausalNormClassifier:

@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from benchmark.longtail import (
+from benchmark.tracks.longtail import (
     class_balanced_indices,
     effective_number_weights,
     focal_loss,

@@ -131,7 +131,7 @@ def ce_state(root: Path, key: str) -> dict[str, torch.Tensor]:
 
 
 def test_ldam_drw_reweights_at_the_deferred_epoch() -> None:
-    from benchmark.longtail import effective_number_weights
+    from benchmark.tracks.longtail import effective_number_weights
 
     m = built("ldam-drw", epochs="5", drw_at="0.8")  # re-weighting from epoch 4
     m.on_epoch_start(3)

@@ -57,7 +57,5 @@ def seed_arg(text: str) -> int:
     except ValueError:
         value = -1
     if not 0 <= value <= SEED_MAX:
-        raise argparse.ArgumentTypeError(
-            f"{text}: a seed must be an integer in [0, {SEED_MAX}]"
-        )
+        raise argparse.ArgumentTypeError(f"{text}: a seed must be an integer in [0, {SEED_MAX}]")
     return value

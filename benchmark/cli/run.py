@@ -9,6 +9,7 @@ from typing import Any
 
 from benchmark.cli.checks import seed_arg
 
+
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "run",
