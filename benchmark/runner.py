@@ -106,7 +106,7 @@ def check_settings(
     """Check every value of one run against its declaration (names, types, validity ranges,
     seed) without building data or training; returns the resolved hyperparameters. A bad
     value raises a one-line ``BenchError`` naming it."""
-    mcls, dcls = METHODS.get(method), DATASETS.get(dataset)
+    mcls, dcls = METHODS.get(method).for_settings(settings), DATASETS.get(dataset)
     ds_over, hp_over = split_settings(mcls, dcls, settings)
     check_seed(seed)
     dataset_options(dcls, ds_over)

@@ -30,7 +30,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "submit": ("submit", "check a method plugin, run the protocol, write a submission bundle"),
     "verify": ("verify", "verify a submission bundle and add its rows to the leaderboard"),
     "report": ("report", "write an HTML page of the leaderboards"),
-    "plot": ("plot", "plot per-class accuracy against training frequency (PNG)"),
+    "plot": (
+        "plot",
+        "draw a plot (PNG) from the stored records (bench plot --help lists the kinds)",
+    ),
     "cache": ("cache", "pre-decode the images of an on-disk dataset (fast data path)"),
     "perf": ("perf", "measure speed against reference implementations"),
 }

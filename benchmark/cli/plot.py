@@ -18,7 +18,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "plot",
         parents=[common],
-        help="plots from the stored records: " + ", ".join(names),
+        help="draw a plot (PNG) from the stored records (bench plot --help lists the kinds)",
         description=f"Draw one kind of plot (PNG) from the stored run records.\n\nkinds:\n{lines}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example: bench plot per-class --dataset glyph-lt --method ce,deconfound,tde",

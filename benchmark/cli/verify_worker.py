@@ -68,7 +68,7 @@ def rerun(record: Any, checkpoint: Path, device: Any, data_root: Any, out: Path)
     runner = Runner(_bundled_store(payload), device, data_root, progress=False)
     bundle = runner.bundle(record.dataset, record.dataset_options)
     trainer = Trainer(device, seed=record.seed, progress=False)
-    mcls = METHODS.get(record.method)
+    mcls = METHODS.get(record.method).for_settings(record.hparams)  # a --set base= run
     model, _, trained = runner.trained(mcls, bundle, dict(record.hparams), record.seed, trainer)
     assert not trained
     outputs: dict[str, Any] = {}
