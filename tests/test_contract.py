@@ -296,4 +296,27 @@ def test_plot_kinds_are_registered_like_plugins(cli, tmp_path) -> None:
         assert code == 0, err
         assert drawn[0].ex_option == "y" and drawn[0].kind == "ex-kind"
     code, _, err = cli("plot", "ex-kind", "--results", tmp_path)  # gone with the isolation
-    assert code == 2 and "invalid choice" in err
+    assert code == 2 and "unknown plot kind 'ex-kind'" in err and len(err.splitlines()) == 1
+    code, _, err = cli("plot", "per-clas", "--results", tmp_path)
+    assert code == 2 and "did you mean 'per-class'" in err
+
+
+def test_a_plugin_file_registers_a_plot_kind(cli, tmp_path) -> None:
+    from benchmark.cli.plots import PLOTS
+
+    plugin = tmp_path / "ex_plot.py"
+    plugin.write_text(
+        "from benchmark.cli.plots import PlotKind, register_plot\n\n\n"
+        "@register_plot('ex-file-kind')\n"
+        "class ExFileKind(PlotKind):\n"
+        "    help = 'a kind from a plugin file'\n\n"
+        "    def main(self, args):\n"
+        "        print('drew', args.kind, args.dataset)\n"
+        "        return 0\n"
+    )
+    with PLOTS.isolated():
+        code, out, err = cli(
+            "plot", "ex-file-kind", "--plugin", plugin, "--dataset", "d", "--results", tmp_path
+        )
+    assert code == 0, err
+    assert "drew ex-file-kind d" in out

@@ -42,6 +42,17 @@ def test_report_of_a_long_tailed_set(cli) -> None:
     assert "imbalance=50" in out  # the resolved options are printed
 
 
+def test_several_settings_per_flag(cli) -> None:
+    """``--set a=1 b=2`` equals ``--set a=1 --set b=2`` (as ``--method`` and ``--seed`` take
+    several values)."""
+    code, out, err = cli("dataset", "glyph-lt", "--set", *GLYPH[1::2], "--json")
+    assert code == 0, err
+    options = json.loads(out)["options"]
+    assert options["num_classes"] == 20 and options["imbalance"] == 50 and options["size"] == 16
+    code, same, err = cli("dataset", "glyph-lt", *GLYPH, "--json")
+    assert code == 0 and json.loads(same)["fingerprint"] == json.loads(out)["fingerprint"]
+
+
 def test_json_and_preview(cli, tmp_path: Path) -> None:
     png = tmp_path / "sub" / "wb.png"
     code, _, err = cli("dataset", "glyph-lt", "--preview", png)  # a missing folder is refused

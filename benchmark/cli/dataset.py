@@ -42,7 +42,8 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", help="folder of a real dataset (else $BENCH_DATA, config)")
     p.add_argument(
         "--set",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         metavar="KEY=VALUE",
         help="dataset option, e.g. --set imbalance=50 (repeatable)",

@@ -33,10 +33,12 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=seed_arg, nargs="+", default=[0], help="one or more seeds")
     p.add_argument(
         "--set",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         metavar="KEY=VALUE",
-        help="override a hyperparameter or dataset option (dataset.KEY / method.KEY)",
+        help="override hyperparameters or dataset options (dataset.KEY / method.KEY); "
+        "several per flag (--set epochs=1 lr=0.05) or the flag repeated",
     )
     p.add_argument("--data-root", help="root folder of real datasets (else $BENCH_DATA)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")

@@ -36,7 +36,12 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", nargs="+", required=True, help="dataset names or patterns")
     p.add_argument("--seed", type=seed_arg, nargs="+", default=[0], help="seeds of the final runs")
     p.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="fixed for every run"
+        "--set",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fixed for every run (several per flag, or the flag repeated)",
     )
     p.add_argument(
         "--grid",

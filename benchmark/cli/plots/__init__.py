@@ -37,10 +37,18 @@ _discovered = False
 
 
 def discover() -> Registry[type[PlotKind]]:
-    """Import every module of this package once (each registers its kind); the registry."""
+    """Import every module of this package once (each registers its kind), and the modules
+    named by installed packages' ``bench.plots`` entry points; the registry. Plugin files
+    (``--plugin``, ``$BENCH_PLUGIN_PATH``) may also call ``register_plot``: their kinds exist
+    once the plugins are loaded, so ``bench plot`` checks the kind's name after loading them
+    (such kinds use the shared options only)."""
     global _discovered
     if not _discovered:
         _discovered = True
         for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
             importlib.import_module(f"{__name__}.{info.name}")
+        from importlib.metadata import entry_points
+
+        for entry in entry_points(group="bench.plots"):
+            importlib.import_module(entry.value.split(":", 1)[0])
     return PLOTS
