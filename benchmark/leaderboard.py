@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import math
 import os
 import statistics
@@ -74,11 +75,22 @@ _FORMULA = ("=", "+", "-", "@", "\t", "\r", "'")
 
 # -- CSV cells ------------------------------------------------------------------------------
 def _is_number(text: str) -> bool:
+    """A finite number (the writer leaves an undefined value empty, never ``nan``/``inf``)."""
     try:
-        float(text)
+        return math.isfinite(float(text))
     except ValueError:
         return False
-    return True
+
+
+#: cells that hold a JSON object (read back with ``json.loads`` by compare and the report)
+_JSON_OBJECTS = ("dataset_options", "hparams", "settings")
+
+
+def _is_json_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
 
 
 def neutralise(cell: str) -> str:
@@ -331,6 +343,8 @@ def read_leaderboard(path: str | Path) -> Leaderboard:
             numeric = column.endswith(("_mean", "_std")) or column == "n"
             if numeric and cell and not (cell.isdigit() if column == "n" else _is_number(cell)):
                 raise BenchError(f"{path}:{line}: {column} is {cell!r}, not a number")
+            if column in _JSON_OBJECTS and not _is_json_object(cell):
+                raise BenchError(f"{path}:{line}: {column} is {cell[:60]!r}, not a JSON object")
         rows.append(row)
     return Leaderboard(path, rows, list(header))
 

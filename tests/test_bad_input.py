@@ -185,6 +185,10 @@ def _record_not_an_object(ctx: Ctx) -> tuple[list[str], Path]:
     return ["table", "--results", str(results)], ctx.tmp
 
 
+def _board_build_missing(ctx: Ctx) -> tuple[list[str], Path]:
+    return ["leaderboard", "build", "--results", str(ctx.tmp / "nowhere")], ctx.tmp
+
+
 def _table_filter(ctx: Ctx) -> tuple[list[str], Path]:
     return ["table", "--results", str(ctx.copy_trained()), "--method", "nosuch"], ctx.tmp
 
@@ -230,6 +234,7 @@ CASES: list[tuple[str, Callable[[Ctx], tuple[list[str], Path]], tuple[str, ...]]
     ("grid dataset option", _grid_dataset_option, ("imbalance=0.5", ">= 1")),
     ("table --metrics unknown", _table_metrics, ("nosuch", "acc")),
     ("table on a missing folder", _table_missing, ("nowhere",)),
+    ("leaderboard build on a missing folder", _board_build_missing, ("nowhere", "--results")),
     ("plot --method without runs", _plot_method_without_runs, ("'tde'",)),
     ("run record not an object", _record_not_an_object, ("0000.json", "not an object")),
     ("table filter matches nothing", _table_filter, ("--method nosuch", "ce on glyph-lt")),

@@ -265,3 +265,32 @@ def test_concurrent_appends_lose_no_row(tmp_path: Path) -> None:
         f'{{"epochs":12,"lr":{w + i / 100}}}' for w in range(4) for i in range(5)
     )
     assert [p.name for p in path.parent.iterdir()] == ["glyph-lt.csv"]  # no lock file left
+
+
+@pytest.mark.parametrize(
+    ("column", "cell", "why"),
+    [
+        ("acc_mean", "inf", "not a number"),
+        ("acc_mean", "nan", "not a number"),
+        ("acc_std", "1e999", "not a number"),
+        ("hparams", "[1", "not a JSON object"),
+        ("dataset_options", "notjson", "not a JSON object"),
+        ("settings", "[]", "not a JSON object"),
+    ],
+)
+def test_rehashed_cells_that_are_not_numbers_or_objects_are_refused(
+    tmp_path: Path, column: str, cell: str, why: str
+) -> None:
+    """A row edited with its row_hash recomputed (anyone can) still gets one error line, not
+    an infinite mean ranked first or a traceback in ``bench compare``."""
+    build([record(s, 0.5 + s / 10, 0.1) for s in range(3)], tmp_path, min_seeds=3)
+    path = tmp_path / "glyph-lt.csv"
+    rows = list(csv.DictReader(path.open(newline="")))
+    rows[0][column] = cell
+    rows[0]["row_hash"] = row_hash(rows[0])
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.raises(BenchError, match=f"{column} is .*{why}"):
+        read_leaderboard(path)

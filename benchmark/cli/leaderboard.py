@@ -39,11 +39,14 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 def build(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from benchmark.errors import BenchError
     from benchmark.leaderboard import build as build_csvs
     from benchmark.store import Store
     from benchmark.sweep import sweep_selections
 
     store = Store(args.results)
+    if not store.root.is_dir():
+        raise BenchError(f"no results folder {store.root} (give --results DIR, or run first)")
     records = [
         r
         for r in store.records()
