@@ -162,6 +162,11 @@ def test_cli_dry_run_json_and_incompatible_pairs(cli, results: Path, tmp_path: P
     assert "2 runs:" in out and "skipped: 1 (method, dataset) pair(s) of different tracks" in out
     assert "e.g. ood-only on glyph-lt" in out
     assert not results.exists()
+    code, same, err = cli(  # names separated by commas, as bench run takes them
+        "sweep", "--plugin", plugin, "--method", "erm,ood-only", "--dataset", "glyph-*",
+        "--seed", "0", "1", "--dry-run", "--results", results,
+    )  # fmt: skip
+    assert code == 0 and same == out, err
     sets = [a for pair in tiny_settings("glyph-lt") for a in ("--set", pair)]
     code, out, err = cli(
         "sweep", "--method", "erm", "--dataset", "glyph-lt", "--json", "--quiet",

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from benchmark.cli.checks import at_least, seed_arg
+from benchmark.cli.run import method_names
 
 EPILOG = """examples:
   bench sweep --method erm --dataset glyph-lt colored-mnist --seed 0 1 2
@@ -87,8 +88,8 @@ def main(args: argparse.Namespace) -> int:
     from benchmark.sweep import Sweep, SweepSpec, parse_grid
 
     spec = SweepSpec(
-        methods=args.method,
-        datasets=args.dataset,
+        methods=method_names(args.method),  # 'tde ce' or 'tde,ce', as bench run takes them
+        datasets=method_names(args.dataset),
         seeds=list(dict.fromkeys(args.seed)),
         settings=parse_assignments(args.set),
         grid=parse_grid(args.grid),
