@@ -981,9 +981,14 @@ def verify(
                         f"{dataset}: {len(records)} seeds trained again from the bundled plugin; "
                         f"metrics match ({'each run exactly' if exact else 'seed means'})"
                     )
-    if not quick and any(_ran_quick(r) for r in all_records):
+    quick_seeds = set(quick_protocol([]).seeds)
+    if (
+        not quick
+        and {r.seed for r in all_records} <= quick_seeds
+        and any(_ran_quick(r) for r in all_records)
+    ):
         quick = True  # whatever the manifest says: what the runs used is what counts
-        checks.append("the runs used the quick protocol's tiny data and settings")
+        checks.append("the runs used the quick protocol's seeds, tiny data and settings")
     bid = bundle_id(manifest)
     rows = {}
     for dataset, records in recomputed_runs.items():

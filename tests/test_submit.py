@@ -125,7 +125,7 @@ def test_quick_bundle_never_enters_a_leaderboard(cli, tmp_path: Path) -> None:
     (tmp_path / "quick" / "manifest.json").write_text(json.dumps(manifest))
     result = verify(tmp_path / "quick", leaderboard=tmp_path / "lb")
     assert result.quick and not result.written and not (tmp_path / "lb").exists()
-    assert any("tiny data and settings" in c for c in result.checks)
+    assert any("seeds, tiny data and settings" in c for c in result.checks)
     manifest["protocol"]["settings"] = {}  # the settings text too: no longer looks quick
     (tmp_path / "quick" / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(Rejected, match=r"protocol has name = 'my-lab-v1'; the official"):
