@@ -4,6 +4,7 @@ softmax cross-entropy (Vapnik 1992). Every other method is measured against it."
 from __future__ import annotations
 
 from benchmark import Method, register_method
+from benchmark.tracks import backbones as _track_backbones  # noqa: F401  (registers them)
 
 
 @register_method("erm")
