@@ -15,8 +15,18 @@ AUC = (Σ scores − first/2 − last/2) / (points − 1).
   per step at 224×224; removed pixels are black in [0, 1] pixel space for both modes (insertion
   reveals pixels on black), then the image is normalised; no unmodified start point.
 
+- protocol ``rise-batch`` (RISE ``CausalMetric.evaluate``, its batch evaluation): as ``rise``
+  with 224 · 8 = 1792 pixels per step at 224×224 (28 steps + the start point).
+
 At other image sizes the step is scaled with the pixel count so that the number of steps is
-the papers' (224 for ``rise``, 101 for ``id``). All steps of many images are batched through
+the papers' (224 for ``rise``, 101 for ``id``, 28 for ``rise-batch``).
+
+Run metrics: ``insertion-deletion`` (keys ``insertion``, ``deletion``, ``id_score``; protocol
+``id``) and ``insertion-deletion-rise`` (keys ``insertion_rise``, ``deletion_rise``,
+``id_score_rise``; protocol ``rise-batch``, 8× cheaper than ``rise`` at the same start and
+end points), both on the explanation protocol's images (non-empty masks, at most 1000 /
+#classes per class; ``n_images`` in the details), querying the method's logits path
+(``predict_logits``), never the explainer. All steps of many images are batched through
 the model; the result equals a one-image, one-step loop (tested to 1e-5).
 """
 

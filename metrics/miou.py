@@ -11,6 +11,11 @@ Recipe ``mean`` (Chefer et al., CVPR 2021, ImageNet-Segmentation test): foregrou
 of the normalised map above its own mean; background and foreground intersections and unions
 are summed over the dataset, and mIoU is the mean of the two classes' IoU.
 
+Run metrics: ``miou`` (recipe ``thr0.5``, key ``miou``) and ``miou-mean`` (recipe ``mean``,
+key ``miou_mean``), on the explanation protocol's images
+(``benchmark.tracks.explain.explained_subset``: labelled images with non-empty masks, at most
+1000 / #classes per class; ``n_images``, ``n_empty`` and ``cap_per_class`` in the details).
+
 In both recipes an image whose mask is empty is excluded and counted (``n_empty_masks``); a
 constant map has an empty foreground (IoU 0 under ``thr0.5``). When every mask is empty, mIoU
 is undefined: NaN with the reason (an ``UndefinedMetricWarning`` from the functions, the
