@@ -11,7 +11,7 @@ reference-style loops, in one process, on the same inputs.
   the whole model (how a hook-based library explains one image); goal ≥ 10×, maps to 1e-5.
 
 The model: ResNet-50 (torchvision, random weights) at 224 px on CUDA; on the CPU the
-``small-cnn`` backbone at 32 px (the explanation track's built-in scale). Random weights do
+``tiny-cnn`` backbone at 32 px (the ``objects-masks`` protocol's). Random weights do
 not change the cost.
 """
 
@@ -55,7 +55,7 @@ def add_explain(targets: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _model(device: torch.device) -> tuple[torch.nn.Module, int]:
-    """(eval-mode ``Classifier``, image side): ResNet-50 at 224 on CUDA, small-cnn at 32."""
+    """(eval-mode ``Classifier``, image side): ResNet-50 at 224 on CUDA, tiny-cnn at 32."""
     from benchmark.backbones import build_backbone
     from benchmark.method import Classifier
     from benchmark.tracks import backbones as _  # noqa: F401  (registers the track backbones)
@@ -71,7 +71,7 @@ def _model(device: torch.device) -> tuple[torch.nn.Module, int]:
             backbone = TorchvisionResNet(resnet50(weights=None), 3)
         side = 224
     else:
-        backbone, side = build_backbone("small-cnn", (3, 32, 32)), 32
+        backbone, side = build_backbone("tiny-cnn", (3, 32, 32)), 32
     model = Classifier(backbone, torch.nn.Linear(backbone.feature_dim, 10))
     return model.to(device).eval(), side
 
