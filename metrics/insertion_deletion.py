@@ -307,11 +307,14 @@ class InsertionDeletion(Metric):
     )
     functions = {"insertion_deletion": insertion_deletion}
 
-    def _result(self, view: EvalView) -> dict[str, Any]:
+    def _result(self, view: EvalView) -> dict[str, Any] | None:
         cached = getattr(self, "_cache", None)
         if cached is None or cached[0] is not view:
             idx, info = explained_subset(view)
             dev = view.outputs.saliency.device
+            if len(idx) == 0:
+                self._cache = (view, None)
+                return None
             r = curves(
                 view.model_probs,
                 view.inputs[idx],
@@ -326,6 +329,8 @@ class InsertionDeletion(Metric):
 
     def compute(self, view: EvalView) -> dict[str, float]:
         r = self._result(view)
+        if r is None:  # no image with a non-empty mask: undefined, reason in the details
+            return {k: float("nan") for k in self.higher_is_better}
         ins, dels = auc(r["insertion"]), auc(r["deletion"])
         return {
             f"insertion{self.suffix}": float(ins.mean()),
@@ -335,6 +340,9 @@ class InsertionDeletion(Metric):
 
     def details(self, view: EvalView) -> dict[str, Any]:
         r = self._result(view)
+        if r is None:
+            reason = "no image with a non-empty mask to score"
+            return {"protocol": self.protocol, "n_images": 0, "undefined": {"insertion": reason}}
         return {
             "protocol": self.protocol,
             "n_images": r["n_images"],

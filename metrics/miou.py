@@ -153,8 +153,12 @@ class MeanIoU(Metric):
         if cached is None or cached[0] is not view:
             idx, info = explained_subset(view)
             dev = view.outputs.saliency.device
-            masks = take(view.attrs["mask"], idx)
-            r = _miou(view.outputs.saliency[idx.to(dev)], masks, self.recipe)
+            if len(idx) == 0:
+                reason = f"all {info['n_empty_masks']} masks are empty (no image to score)"
+                r = {"miou": float("nan"), "n_images": 0, "undefined": {"miou": reason}}
+            else:
+                masks = take(view.attrs["mask"], idx)
+                r = _miou(view.outputs.saliency[idx.to(dev)], masks, self.recipe)
             r["n_empty_masks"] = info["n_empty_masks"]  # excluded before the cap
             r["cap_per_class"] = info["cap_per_class"]
             self._cache = (view, r)
