@@ -9,8 +9,9 @@ of the class, so a faithful
 explanation points at the object. Object colours are pushed away from the background's mean
 colour (at least 0.35 apart in RGB) so every object is visible. ``mask`` is the object's
 matte at α ≥ 0.5 (uint8, N×H×W); ``background`` is the texture index. Images are 32×32 by
-default so that the default protocol trains in about a minute on 2 CPU cores (``--set
-size=64`` for finer masks).
+default (``--set size=64`` for finer masks); 3,000 training images per class so that the
+default protocol (tiny-cnn, 12 epochs) classifies ≥ 95% of the test images in a few CPU
+minutes, and the explanation metrics (hundreds of forward passes per image) stay cheap.
 """
 
 from __future__ import annotations
@@ -82,17 +83,21 @@ class ObjectsMasks(Dataset):
     attrs = ("mask", "background")
     options = {
         "per_class": HParam(
-            [1000, 50, 100], help="train/val/test images per class", valid=Each(AT_LEAST_ONE, 3)
+            [3000, 50, 100], help="train/val/test images per class", valid=Each(AT_LEAST_ONE, 3)
         ),
         "size": HParam(32, help="image side in pixels", valid=Range(16)),
         "seed": HParam(0, help="generator seed", valid=SEED),
     }
+    #: tiny-cnn, 18,000 training images, 12 epochs of batch 64 (3,372 steps): ≥ 95% test
+    #: accuracy in about 3 CPU-minutes (README, explanation track). The former protocol
+    #: (small-cnn, 6,000 images, 10 epochs of 128: 470 steps) stopped at 60%: the shapes are
+    #: learnt late, after ~1,000 steps, whatever the width.
     protocol = {
-        "backbone": "small-cnn",
-        "epochs": 10,
-        "batch_size": 128,
+        "backbone": "tiny-cnn",
+        "epochs": 12,
+        "batch_size": 64,
         "optimizer": "adam",
-        "lr": 2e-3,
+        "lr": 3e-3,
         "weight_decay": 1e-4,
         "schedule": "cosine",
         "augment": "flip",

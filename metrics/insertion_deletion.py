@@ -15,8 +15,18 @@ AUC = (Σ scores − first/2 − last/2) / (points − 1).
   per step at 224×224; removed pixels are black in [0, 1] pixel space for both modes (insertion
   reveals pixels on black), then the image is normalised; no unmodified start point.
 
+- protocol ``rise-batch`` (RISE ``CausalMetric.evaluate``, its batch evaluation): as ``rise``
+  with 224 · 8 = 1792 pixels per step at 224×224 (28 steps + the start point).
+
 At other image sizes the step is scaled with the pixel count so that the number of steps is
-the papers' (224 for ``rise``, 101 for ``id``). All steps of many images are batched through
+the papers' (224 for ``rise``, 101 for ``id``, 28 for ``rise-batch``).
+
+Run metrics: ``insertion-deletion`` (keys ``insertion``, ``deletion``, ``id_score``; protocol
+``id``) and ``insertion-deletion-rise`` (keys ``insertion_rise``, ``deletion_rise``,
+``id_score_rise``; protocol ``rise-batch``, 8× cheaper than ``rise`` at the same start and
+end points), both on the explanation protocol's images (non-empty masks, at most 1000 /
+#classes per class; ``n_images`` in the details), querying the method's logits path
+(``predict_logits``), never the explainer. All steps of many images are batched through
 the model; the result equals a one-image, one-step loop (tested to 1e-5).
 """
 
@@ -37,6 +47,7 @@ from benchmark.device import autocast
 from benchmark.errors import BenchError, UnknownNameError
 from benchmark.metric import as_labels, as_tensor, check_probabilities
 from benchmark.progress import progress_bar
+from benchmark.tracks.explain import explained_subset
 
 REFERENCE_PIXELS = 224 * 224
 
@@ -52,6 +63,8 @@ class Protocol:
 PROTOCOLS = {
     "rise": Protocol(step=224, target="pred", start_point=True, substrate="blur-zero"),
     "id": Protocol(step=500, target="label", start_point=False, substrate="black"),
+    # RISE's batch evaluation (``CausalMetric.evaluate``): 224 · 8 pixels per step at 224²
+    "rise-batch": Protocol(step=1792, target="pred", start_point=True, substrate="blur-zero"),
 }
 
 
@@ -277,46 +290,80 @@ def insertion_deletion(
 
 @register_metric("insertion-deletion")
 class InsertionDeletion(Metric):
-    """Insertion / Deletion AUC of the saliency maps and ID score (protocol id)."""
+    """Insertion / Deletion AUC of the saliency maps and ID score (protocol id), on the
+    explanation protocol's images (``benchmark.tracks.explain.explained_subset``: non-empty
+    masks, at most 1000 / #classes per class). The model is the method's logits path
+    (``predict_logits``), never the explainer."""
 
     requires = ("saliency", "model", "inputs", "labels")
     higher_is_better = {"insertion": True, "deletion": False, "id_score": True}
     tracks = ("explain",)
     protocol = "id"
+    suffix = ""
     convention = (
         "protocol id: ground-truth class prob, black in [0,1] space, 500 px/step at 224² "
-        "(scaled with image area), no start point; id_score = insertion − deletion"
+        "(scaled with image area), no start point; id_score = insertion − deletion; images "
+        "with non-empty masks, at most 1000/#classes per class"
     )
     functions = {"insertion_deletion": insertion_deletion}
 
-    def _result(self, view: EvalView) -> dict[str, Any]:
+    def _result(self, view: EvalView) -> dict[str, Any] | None:
         cached = getattr(self, "_cache", None)
         if cached is None or cached[0] is not view:
+            idx, info = explained_subset(view)
+            dev = view.outputs.saliency.device
+            if len(idx) == 0:
+                self._cache = (view, None)
+                return None
             r = curves(
                 view.model_probs,
-                view.inputs,
-                view.outputs.saliency,
-                view.labels,
+                view.inputs[idx],
+                view.outputs.saliency[idx.to(dev)],
+                view.labels[idx.to(view.labels.device)],
                 self.protocol,
                 view.normalise,
             )
+            r["n_images"] = info["n_images"]
             self._cache = (view, r)
         return self._cache[1]
 
     def compute(self, view: EvalView) -> dict[str, float]:
         r = self._result(view)
+        if r is None:  # no image with a non-empty mask: undefined, reason in the details
+            return {k: float("nan") for k in self.higher_is_better}
         ins, dels = auc(r["insertion"]), auc(r["deletion"])
         return {
-            "insertion": float(ins.mean()),
-            "deletion": float(dels.mean()),
-            "id_score": float((ins - dels).mean()),
+            f"insertion{self.suffix}": float(ins.mean()),
+            f"deletion{self.suffix}": float(dels.mean()),
+            f"id_score{self.suffix}": float((ins - dels).mean()),
         }
 
     def details(self, view: EvalView) -> dict[str, Any]:
         r = self._result(view)
+        if r is None:
+            reason = "no image with a non-empty mask to score"
+            return {"protocol": self.protocol, "n_images": 0, "undefined": {"insertion": reason}}
         return {
             "protocol": self.protocol,
+            "n_images": r["n_images"],
             "fraction": [round(v, 6) for v in r["fraction"].tolist()],
             "insertion_curve": [round(v, 6) for v in r["insertion"].mean(0).tolist()],
             "deletion_curve": [round(v, 6) for v in r["deletion"].mean(0).tolist()],
         }
+
+
+@register_metric("insertion-deletion-rise")
+class InsertionDeletionRise(InsertionDeletion):
+    """Insertion / Deletion / ID score under RISE's protocol (keys ``insertion_rise``,
+    ``deletion_rise``, ``id_score_rise``): the clean prediction's probability, blur and
+    zero substrates in normalised space, RISE's batch step (28 steps + start at any size)."""
+
+    higher_is_better = {"insertion_rise": True, "deletion_rise": False, "id_score_rise": True}
+    protocol = "rise-batch"
+    suffix = "_rise"
+    convention = (
+        "protocol rise-batch: clean top-1 prob, insertion from blur (11×11, σ=5), deletion to 0 "
+        "in normalised space, 1792 px/step at 224² (28 steps + start, scaled with image "
+        "area); id_score_rise = insertion_rise − deletion_rise; same images as insertion-deletion"
+    )
+    functions = {}

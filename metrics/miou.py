@@ -11,6 +11,11 @@ Recipe ``mean`` (Chefer et al., CVPR 2021, ImageNet-Segmentation test): foregrou
 of the normalised map above its own mean; background and foreground intersections and unions
 are summed over the dataset, and mIoU is the mean of the two classes' IoU.
 
+Run metrics: ``miou`` (recipe ``thr0.5``, key ``miou``) and ``miou-mean`` (recipe ``mean``,
+key ``miou_mean``), on the explanation protocol's images
+(``benchmark.tracks.explain.explained_subset``: labelled images with non-empty masks, at most
+1000 / #classes per class; ``n_images``, ``n_empty`` and ``cap_per_class`` in the details).
+
 In both recipes an image whose mask is empty is excluded and counted (``n_empty_masks``); a
 constant map has an empty foreground (IoU 0 under ``thr0.5``). When every mask is empty, mIoU
 is undefined: NaN with the reason (an ``UndefinedMetricWarning`` from the functions, the
@@ -27,7 +32,9 @@ import torch.nn.functional as F
 
 from benchmark import EvalView, Metric, register_metric
 from benchmark.errors import BenchError, UnknownNameError
+from benchmark.imagefiles import take
 from benchmark.metric import as_mask, check_same_length, warn_undefined
+from benchmark.tracks.explain import explained_subset
 
 RECIPES = ("thr0.5", "mean")
 #: pixels per chunk of images (bounds memory; chunks stay in cache on the CPU)
@@ -127,26 +134,60 @@ def miou(saliency: Any, masks: Any, recipe: str = "thr0.5") -> float:
 
 @register_metric("miou")
 class MeanIoU(Metric):
-    """mIoU of the min-max normalised saliency map thresholded at 0.5 vs the object mask."""
+    """mIoU of the min-max normalised saliency map thresholded at 0.5 vs the object mask, on
+    the explanation protocol's images (``benchmark.tracks.explain.explained_subset``: non-empty
+    masks, at most 1000 / #classes per class); the count is in the details."""
 
     requires = ("saliency", "attr:mask")
     higher_is_better = {"miou": True}
     recipe = "thr0.5"
-    convention = "recipe thr0.5: min-max map > 0.5 vs mask > 0.5, mean IoU over non-empty masks"
+    key = "miou"
+    convention = (
+        "recipe thr0.5: min-max map > 0.5 vs mask > 0.5, mean IoU over images with non-empty "
+        "masks, at most 1000/#classes per class"
+    )
     functions = {"miou": miou, "miou_details": miou_details}
 
     def _result(self, view: EvalView) -> dict[str, Any]:
         cached = getattr(self, "_cache", None)
         if cached is None or cached[0] is not view:
-            keep = view.labels >= 0
-            r = _miou(view.outputs.saliency[keep], view.attrs["mask"][keep], self.recipe)
+            idx, info = explained_subset(view)
+            dev = view.outputs.saliency.device
+            if len(idx) == 0:
+                reason = f"all {info['n_empty_masks']} masks are empty (no image to score)"
+                r = {"miou": float("nan"), "n_images": 0, "undefined": {"miou": reason}}
+            else:
+                masks = take(view.attrs["mask"], idx)
+                r = _miou(view.outputs.saliency[idx.to(dev)], masks, self.recipe)
+            r["n_empty_masks"] = info["n_empty_masks"]  # excluded before the cap
+            r["cap_per_class"] = info["cap_per_class"]
             self._cache = (view, r)
         return self._cache[1]
 
     def compute(self, view: EvalView) -> dict[str, float]:
-        return {"miou": self._result(view)["miou"]}
+        return {self.key: self._result(view)["miou"]}
 
     def details(self, view: EvalView) -> dict[str, Any]:
         r = self._result(view)
-        out = {"recipe": self.recipe, "n_images": r["n_images"], "n_empty": r["n_empty_masks"]}
+        out = {
+            "recipe": self.recipe,
+            "n_images": r["n_images"],
+            "n_empty": r["n_empty_masks"],
+            "cap_per_class": r["cap_per_class"],
+        }
         return {**out, "undefined": r["undefined"]} if "undefined" in r else out
+
+
+@register_metric("miou-mean")
+class MeanIoUMeanThreshold(MeanIoU):
+    """mIoU with recipe ``mean`` (Chefer et al., CVPR 2021): map above its own mean vs the
+    mask, background and foreground IoU over the dataset, averaged (key ``miou_mean``)."""
+
+    higher_is_better = {"miou_mean": True}
+    recipe = "mean"
+    key = "miou_mean"
+    convention = (
+        "recipe mean: min-max map > its mean vs mask > 0.5, dataset-level IoU of background "
+        "and foreground averaged; images with non-empty masks, at most 1000/#classes per class"
+    )
+    functions = {}

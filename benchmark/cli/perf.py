@@ -555,4 +555,11 @@ def add_train(targets: Any, common: argparse.ArgumentParser) -> None:
     add(targets, common)
 
 
-TARGETS = [add_metrics, add_train]
+def add_explain(targets: Any, common: argparse.ArgumentParser) -> None:
+    """``bench perf explain``: see ``benchmark.cli.perf_explain``."""
+    from benchmark.cli.perf_explain import add_explain as add
+
+    add(targets, common)
+
+
+TARGETS = [add_metrics, add_train, add_explain]
