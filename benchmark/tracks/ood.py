@@ -116,8 +116,9 @@ def mahalanobis_score(h: torch.Tensor, g: TiedGaussian) -> torch.Tensor:
 
 # -- k nearest neighbours --------------------------------------------------------------------
 def unit_rows(h: torch.Tensor) -> torch.Tensor:
-    """``h / (‖h‖₂ + 1e-10)`` row-wise (Sun et al. 2022, §3), float32."""
-    h = h.float()
+    """``h / (‖h‖₂ + 1e-10)`` row-wise (Sun et al. 2022, §3), float64 (the distances below are
+    taken by expanding the square, which cancels in float32 for near neighbours)."""
+    h = h.double()
     return h / (h.norm(dim=1, keepdim=True) + 1e-10)
 
 
@@ -128,10 +129,10 @@ def knn_score(query: torch.Tensor, bank: torch.Tensor, k: int, chunk: int = 1024
     if not 1 <= k <= len(bank):
         raise BenchError(f"knn: k={k} needs 1 ≤ k ≤ the bank's {len(bank)} training features")
     out = []
-    bank = bank.float()
+    bank = bank.double()
     bank_sq = (bank * bank).sum(1)
     for start in range(0, len(query), chunk):
-        q = query[start : start + chunk].float()
+        q = query[start : start + chunk].double()
         d2 = (q * q).sum(1, keepdim=True) - 2 * q @ bank.T + bank_sq[None]
         kth = torch.topk(d2, k, dim=1, largest=False).values[:, -1]
         out.append(-kth.clamp_min(0).sqrt())
