@@ -42,7 +42,7 @@ def toy_bundle(seed: int = 0, n: tuple[int, int, int] = (60, 30, 20)) -> Bundle:
 _BASES: dict[str, object] = {}
 
 
-def trained_base(bundle: Bundle):  # noqa: ANN201
+def trained_base(bundle: Bundle):
     """A tiny-cnn erm base, seeded and briefly trained (full batch), once per bundle."""
     if bundle.fingerprint not in _BASES:
         cls = METHODS.get("erm")
@@ -74,7 +74,7 @@ def detector(name: str, bundle: Bundle, **hp: object) -> ood.PostHocDetector:
 
 
 @pytest.fixture(autouse=True)
-def _no_grad():  # noqa: ANN202
+def _no_grad():
     """Inference as the runner does it (ODIN and Mahalanobis pre-processing enable gradients
     themselves)."""
     with torch.no_grad():
@@ -87,7 +87,9 @@ def bundle() -> Bundle:
 
 
 def inputs(bundle: Bundle, split: str) -> torch.Tensor:
-    return Trainer(CPU, seed=0, progress=False).normalise(bundle.splits[split].inputs, bundle.info())
+    return Trainer(CPU, seed=0, progress=False).normalise(
+        bundle.splits[split].inputs, bundle.info()
+    )
 
 
 # -- directions on hand-made cases ---------------------------------------------------------
@@ -257,7 +259,7 @@ def test_a_detector_without_val_says_so() -> None:
 
 # -- agreement with an independent implementation on a fixed tiny model --------------------
 class _Wrapped(nn.Module):
-    def __init__(self, f) -> None:  # noqa: ANN001
+    def __init__(self, f) -> None:
         super().__init__()
         self.f = f
 

@@ -181,9 +181,7 @@ def digits_case(device: torch.device, batch: int) -> Case:
     return Case("digits", method.model.eval(), splits, 10, note)
 
 
-def resnet18_case(
-    device: torch.device, batch: int, n_train: int, n_test: int, n_val: int
-) -> Case:
+def resnet18_case(device: torch.device, batch: int, n_train: int, n_test: int, n_val: int) -> Case:
     """Random 32×32 RGB inputs through the 3×3-stem ResNet-18 + linear head."""
     from benchmark.backbones import build_backbone
     from benchmark.method import Classifier
@@ -239,7 +237,9 @@ def ours_gram(case: Case, powers: int) -> np.ndarray:
     bounds = ood.gram_bounds(((v, p) for v, p, _ in over("train")), case.num_classes)
     val = torch.cat([ood.gram_deviations(*b, bounds) for b in over("val")])
     bounds.expected = val.mean(0) + 1e-7
-    scores = [ood.gram_score(ood.gram_deviations(*b, bounds), bounds.expected) for b in over("test")]
+    scores = [
+        ood.gram_score(ood.gram_deviations(*b, bounds), bounds.expected) for b in over("test")
+    ]
     return torch.cat(scores).cpu().numpy()
 
 

@@ -10,7 +10,9 @@ average pool, ``feature_dim`` the width).
 
 from __future__ import annotations
 
-from benchmark.backbones import Backbone, register_backbone  # noqa: F401
+import torch
+
+from benchmark.backbones import Backbone, register_backbone
 
 
 # -- OoD track (issue 13) ----------------------------------------------------------------------
@@ -31,3 +33,37 @@ def _resnet18_cifar(input_shape: tuple[int, ...]) -> Backbone:
 
 
 register_backbone("resnet18-cifar")(_resnet18_cifar)
+
+
+class DUQCNN(Backbone):
+    """DUQ's Fashion-MNIST network (van Amersfoort et al., ICML 2020; ``utils/cnn_duq.py``):
+    three 3×3 conv-BN-ReLU-max-pool blocks of 64, 128, 128 channels (the third unpadded),
+    28 → 14 → 7 → 2, then FC(512 → 256) + ReLU: 256-d features. ``forward_map`` is the last
+    conv map (128 × 2 × 2); ``forward`` the FC features (not its average pool)."""
+
+    def __init__(self, in_channels: int, side: int) -> None:
+        from torch import nn
+
+        super().__init__()
+
+        def block(cin: int, cout: int, pad: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Conv2d(cin, cout, 3, padding=pad), nn.BatchNorm2d(cout), nn.ReLU(),
+                nn.MaxPool2d(2),
+            )  # fmt: skip
+
+        self.convs = nn.Sequential(block(in_channels, 64, 1), block(64, 128, 1), block(128, 128, 0))
+        out = ((side // 2) // 2 - 2) // 2
+        self.fc = nn.Linear(128 * out * out, 256)
+        self.feature_dim = 256
+
+    def forward_map(self, x: torch.Tensor) -> torch.Tensor:
+        return self.convs(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.convs(x).flatten(1)).relu()
+
+
+@register_backbone("duq-cnn")
+def duq_cnn(input_shape: tuple[int, ...]) -> Backbone:
+    return DUQCNN(input_shape[0], input_shape[-1])

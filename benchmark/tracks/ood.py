@@ -350,3 +350,95 @@ class PostHocDetector(Method):
             ood_score=self.score(x, out).float(),
             ood_score_kind=self.name,
         )
+
+
+# -- the classic OoD pairs' protocol ---------------------------------------------------------
+#: DUQ's CIFAR-10 recipe on the 3×3-stem ResNet-18 (van Amersfoort et al. 2020, Appendix A;
+#: ``train_duq_cifar.py``): SGD lr 0.05, momentum 0.9, wd 5e-4, batch 128, 100 epochs, ×0.2 at
+#: 25 / 50 / 75, random crop (pad 4) + flip. The CIFAR-10 OoD pairs' default protocol.
+CIFAR_OOD_PROTOCOL: dict[str, Any] = {
+    "backbone": "resnet18-cifar",
+    "epochs": 100,
+    "batch_size": 128,
+    "optimizer": "sgd",
+    "lr": 0.05,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "schedule": "multistep",
+    "milestones": [25, 50, 75],
+    "lr_decay": 0.2,
+    "warmup_epochs": 0,
+    "augment": "crop-flip",
+}
+
+#: DUQ's Fashion-MNIST recipe (``train_duq_fm.py``): its 3-conv CNN (``duq-cnn``), SGD lr 0.05,
+#: momentum 0.9, wd 1e-4, batch 128, 30 epochs, ×0.2 at 10 / 20, no augmentation.
+FASHION_OOD_PROTOCOL: dict[str, Any] = {
+    "backbone": "duq-cnn",
+    "epochs": 30,
+    "batch_size": 128,
+    "optimizer": "sgd",
+    "lr": 0.05,
+    "momentum": 0.9,
+    "weight_decay": 1e-4,
+    "schedule": "multistep",
+    "milestones": [10, 20],
+    "lr_decay": 0.2,
+    "warmup_epochs": 0,
+    "augment": "none",
+}
+
+
+def pair_options(n_val: int) -> dict[str, Any]:
+    """The options of an OoD pair in this protocol: ``n_val`` (held-out val size), ``seed``."""
+    from benchmark.hparams import SEED, HParam, Range
+
+    return {
+        "n_val": HParam(n_val, help="training images held out as val", valid=Range(1)),
+        "seed": HParam(0, help="seed of the val hold-out", valid=SEED),
+    }
+
+
+def with_val(
+    bundle: Bundle,
+    n_val: int,
+    seed: int,
+    ood_split: str,
+    *,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+) -> Bundle:
+    """An OoD pair's bundle (``benchmark.readers.OoDPair``: ``train``, ``test``, ``ood``) in the
+    track's protocol: ``n_val`` training images (a seeded permutation) held out as ``val``,
+    where the post-hoc detectors fit their normalisation, clip or temperature; the OoD split
+    renamed ``ood_split`` (``ood_near`` / ``ood_far``); optionally another normalisation (the
+    OoD images always use the in-distribution one). Raises ``BenchError`` when ``n_val`` leaves
+    no training image."""
+    from benchmark.dataset import Bundle as _Bundle
+    from benchmark.dataset import Split as _Split
+
+    train = bundle.splits["train"]
+    if not 0 < n_val < len(train):
+        raise BenchError(f"{bundle.name}: n_val={n_val} must be in [1, {len(train) - 1}]")
+    perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+    val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
+
+    def take(idx: torch.Tensor) -> Split:
+        attrs = {k: v[idx] for k, v in train.attrs.items()}
+        return _Split(train.inputs[idx], train.labels[idx], attrs)
+
+    ood = bundle.splits["ood"]
+    splits = {"train": take(train_idx), "val": take(val_idx), "test": bundle.splits["test"]}
+    splits[ood_split] = _Split(ood.inputs, ood.labels, ood.attrs, "test")
+    return _Bundle(
+        name=bundle.name,
+        track=bundle.track,
+        num_classes=bundle.num_classes,
+        splits=splits,
+        version=bundle.version,
+        options=bundle.options,
+        mean=mean or bundle.mean,
+        std=std or bundle.std,
+        class_names=bundle.class_names,
+        eval_splits=("test", ood_split),
+    )
