@@ -187,6 +187,10 @@ def gram_tap_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return out
 
 
+#: float64 elements per chunk of ``gram_rowsums`` on the CPU (2 MB)
+CPU_CHUNK_ELEMENTS = 2**18
+
+
 def gram_rowsums(fmap: torch.Tensor, powers: int) -> torch.Tensor:
     """Gram features of one layer (Sastry & Oore, ICML 2020, §3.1): for each order p = 1..P,
     the row sums of ``G_p = F^p (F^p)ᵀ`` (F the (C, HW) map, elementwise power), then the
@@ -194,14 +198,19 @@ def gram_rowsums(fmap: torch.Tensor, powers: int) -> torch.Tensor:
 
     Uses ``Σ_k G_p[c, k] = Σ_s F^p[c, s] · Σ_k F^p[k, s]``: O(C·HW) per order instead of the
     C × C matrix product."""
-    f = fmap.detach().double().flatten(2)
-    out = torch.empty(f.shape[0], powers, f.shape[1], dtype=torch.float64, device=f.device)
-    fp = f
-    for p in range(1, powers + 1):
-        if p > 1:
-            fp = fp * f
-        rs = (fp * fp.sum(1, keepdim=True)).sum(2)
-        out[:, p - 1] = rs.sign() * rs.abs().pow(1.0 / p)
+    flat = fmap.detach().flatten(2)
+    n, c, hw = flat.shape
+    out = torch.empty(n, powers, c, dtype=torch.float64, device=flat.device)
+    # on the CPU, chunks of samples small enough to stay in cache (the ops are memory-bound)
+    step = n if flat.is_cuda else max(1, CPU_CHUNK_ELEMENTS // max(1, c * hw))
+    for start in range(0, n, step):
+        f = flat[start : start + step].double()
+        fp = f.clone()
+        for p in range(1, powers + 1):
+            if p > 1:
+                fp.mul_(f)  # in place: no map-sized temporaries per order
+            rs = torch.bmm(fp, fp.sum(1).unsqueeze(2)).squeeze(2)
+            out[start : start + step, p - 1] = rs.sign() * rs.abs().pow(1.0 / p)
     return out
 
 
