@@ -328,3 +328,30 @@ def test_mahalanobis_and_knn_agree_with_numpy(bundle: Bundle) -> None:
 def test_knn_refuses_k_larger_than_the_bank() -> None:
     with pytest.raises(Exception, match="k=9"):
         ood.knn_score(torch.zeros(1, 2), torch.zeros(3, 2), 9)
+
+
+def test_perf_reference_mahalanobis_agrees_with_ours() -> None:
+    from benchmark.cli.perf_ood import ours_mahalanobis, reference_mahalanobis
+
+    g = torch.Generator().manual_seed(3)
+    h, q = torch.randn(300, 6, generator=g).double(), torch.randn(40, 6, generator=g).double()
+    y = torch.arange(300) % 4
+    ours = ours_mahalanobis(h, y, q, 4)
+    ref = reference_mahalanobis(h.numpy(), y.numpy(), q.numpy(), 4)
+    np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-9)
+
+
+def test_ood_pair_protocol_holds_out_a_seeded_val() -> None:
+    from benchmark.errors import BenchError
+
+    b = toy_bundle()
+    paired = ood.with_val(b, 10, 0, "ood_far", mean=(0.3,), std=(0.2,))
+    assert paired.eval_splits == ("test", "ood_far") and paired.mean == (0.3,)
+    assert len(paired.splits["train"]) == 50 and len(paired.splits["val"]) == 10
+    assert paired.splits["ood_far"].pair_with == "test"
+    again = ood.with_val(b, 10, 0, "ood_far")
+    assert torch.equal(again.splits["val"].inputs, paired.splits["val"].inputs)
+    other = ood.with_val(b, 10, 1, "ood_far")
+    assert not torch.equal(other.splits["val"].inputs, paired.splits["val"].inputs)
+    with pytest.raises(BenchError, match="n_val=60"):
+        ood.with_val(b, 60, 0, "ood_far")

@@ -151,8 +151,9 @@ def _batches(x: torch.Tensor, size: int, device: torch.device) -> list[torch.Ten
     return [x[i : i + size].to(device) for i in range(0, len(x), size)]
 
 
-def digits_case(device: torch.device, batch: int) -> Case:
-    """``digits-ood`` splits (test = ID test + both OoD splits) through ``small-cnn``."""
+def digits_case(device: torch.device, batch: int, limit: dict[str, int | None]) -> Case:
+    """``digits-ood`` splits (test = ID test + both OoD splits) through ``small-cnn``; ``limit``
+    keeps the first N images of a split (None: all)."""
     from benchmark.data import load_bundle
     from benchmark.method import METHODS
     from benchmark.training import Trainer
@@ -170,11 +171,8 @@ def digits_case(device: torch.device, batch: int) -> Case:
         x = torch.cat([bundle.splits[n].inputs for n in names])
         return trainer.normalise(x, info)
 
-    splits = {
-        "train": _batches(norm("train"), batch, device),
-        "val": _batches(norm("val"), batch, device),
-        "test": _batches(norm("test", "ood_near", "ood_far"), batch, device),
-    }
+    parts = {"train": ("train",), "val": ("val",), "test": ("test", "ood_near", "ood_far")}
+    splits = {k: _batches(norm(*v)[: limit[k]], batch, device) for k, v in parts.items()}
     n = {k: sum(len(b) for b in v) for k, v in splits.items()}
     note = f"digits-ood, small-cnn (seeded random weights); train {n['train']}, "
     note += f"val {n['val']}, test {n['test']} (ID test + near + far)"
@@ -335,9 +333,11 @@ def run_ood(args: argparse.Namespace) -> int:
     out = []
     for name in args.case:
         if name == "digits":
-            case = digits_case(device, args.batch_size)
+            limit = {"train": args.n_train, "val": args.n_val, "test": args.n_test}
+            case = digits_case(device, args.batch_size, limit)
         else:
-            case = resnet18_case(device, args.batch_size, args.n_train, args.n_test, args.n_val)
+            n = (args.n_train or 10_000, args.n_test or 10_000, args.n_val or 1_000)
+            case = resnet18_case(device, args.batch_size, *n)
         rows = measure(case, device, args.powers, args.no_reference)
         for r in rows:
             r["note"] = case.note
@@ -376,9 +376,11 @@ def add_ood(targets: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--case", nargs="+", choices=("digits", "resnet18"), default=["digits"])
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    p.add_argument("--n-train", type=at_least(1), default=10_000, help="resnet18 case")
-    p.add_argument("--n-test", type=at_least(1), default=10_000, help="resnet18 case")
-    p.add_argument("--n-val", type=at_least(1), default=1_000, help="resnet18 case")
+    p.add_argument(
+        "--n-train", type=at_least(1), help="training images (resnet18: 10,000; digits: all)"
+    )
+    p.add_argument("--n-test", type=at_least(1), help="test images (10,000; digits: all)")
+    p.add_argument("--n-val", type=at_least(1), help="val images (1,000; digits: all)")
     p.add_argument("--powers", type=at_least(1), default=10, help="Gram orders 1..P")
     p.add_argument("--batch-size", type=at_least(1), default=256)
     p.add_argument("--threads", type=at_least(1), help="torch CPU threads")
