@@ -121,6 +121,8 @@ def reference_mahalanobis(
     means, centred = [], []
     for c in range(num_classes):
         hc = train_h[train_y == c]
+        if len(hc) == 0:  # a class without training samples has no Gaussian
+            continue
         means.append(hc.mean(axis=0))
         centred.append(hc - means[-1])
     x = np.concatenate(centred)
