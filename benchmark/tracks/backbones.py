@@ -38,8 +38,9 @@ register_backbone("resnet18-cifar")(_resnet18_cifar)
 class DUQCNN(Backbone):
     """DUQ's Fashion-MNIST network (van Amersfoort et al., ICML 2020; ``utils/cnn_duq.py``):
     three 3×3 conv-BN-ReLU-max-pool blocks of 64, 128, 128 channels (the third unpadded),
-    28 → 14 → 7 → 2, then FC(512 → 256) + ReLU: 256-d features. ``forward_map`` is the last
-    conv map (128 × 2 × 2); ``forward`` the FC features (not its average pool)."""
+    28 → 14 → 7 → 2, then FC(512 → 256) + ReLU: 256-d features. To keep the backbone contract
+    (``forward`` = average pool of ``forward_map``), ``forward_map`` is those features as a
+    256 × 1 × 1 map (no spatial map for CAM-style explanations)."""
 
     def __init__(self, in_channels: int, side: int) -> None:
         from torch import nn
@@ -58,10 +59,7 @@ class DUQCNN(Backbone):
         self.feature_dim = 256
 
     def forward_map(self, x: torch.Tensor) -> torch.Tensor:
-        return self.convs(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.convs(x).flatten(1)).relu()
+        return self.fc(self.convs(x).flatten(1)).relu()[:, :, None, None]
 
 
 @register_backbone("duq-cnn")
