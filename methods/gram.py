@@ -44,9 +44,14 @@ class Gram(PostHocDetector):
     }  # fmt: skip
 
     def _layers(self, x: torch.Tensor) -> tuple[list[torch.Tensor], Outputs]:
+        """Gram features of every tap and the base's outputs, in float32 whatever the caller's
+        autocast (bf16 on CUDA would move test features off the float32 training bounds)."""
         taps = [m for _, m in gram_tap_modules(self.model)]
-        with recording(taps, lambda o: gram_rowsums(o, self.hp.powers)) as store:
-            out = self.base_outputs(x)
+        with (
+            torch.autocast(x.device.type, enabled=False),
+            recording(taps, lambda o: gram_rowsums(o, self.hp.powers)) as store,
+        ):
+            out = self.base_outputs(x.float())
         return list(store), out
 
     @torch.no_grad()
