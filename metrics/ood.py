@@ -25,6 +25,8 @@ from benchmark.errors import BenchError
 from benchmark.metric import as_tensor
 
 TPR_LEVEL = 0.95
+#: bins of the score histograms kept in the record (``details``)
+HIST_BINS = 40
 
 
 def _scores(x: Any, name: str, device: torch.device | None) -> torch.Tensor:
@@ -123,8 +125,35 @@ class OoDDetection(Metric):
 
     def details(self, view: EvalView) -> dict[str, Any]:
         is_ood = view.attrs["is_ood"].bool()
+        score = view.outputs.ood_score
         return {
             "n_id": int((~is_ood).sum()),
             "n_ood": int(is_ood.sum()),
             "score": view.outputs.ood_score_kind or "unnamed",
+            "histogram": score_histogram(score[~is_ood], score[is_ood]),
         }
+
+
+def score_histogram(id_scores: Any, ood_scores: Any, bins: int = HIST_BINS) -> dict[str, Any]:
+    """Histograms of the ID and OoD scores on shared equal-width bins spanning the 0.5th to
+    99.5th percentile of all scores (what ``bench plot ood-scores`` draws): ``edges``
+    (bins + 1), ``id`` and ``ood`` counts (bins); scores outside the span are counted in the
+    end bins and their number is in ``clipped``."""
+    s_id = _scores(id_scores, "id_scores", None).cpu()
+    s_ood = _scores(ood_scores, "ood_scores", None).cpu()
+    both = torch.cat([s_id, s_ood])
+    lo, hi = (float(v) for v in torch.quantile(both, both.new_tensor([0.005, 0.995])))
+    if not hi > lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    edges = torch.linspace(lo, hi, bins + 1, dtype=torch.float64)
+
+    def counts(s: torch.Tensor) -> list[int]:
+        index = ((s - lo) / (hi - lo) * bins).floor().long().clamp(0, bins - 1)
+        return torch.bincount(index, minlength=bins).tolist()
+
+    return {
+        "edges": [float(e) for e in edges],
+        "id": counts(s_id),
+        "ood": counts(s_ood),
+        "clipped": int(((both < lo) | (both > hi)).sum()),
+    }

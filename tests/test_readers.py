@@ -38,10 +38,15 @@ def test_mnist_reads_idx_files_plain_or_gzipped(tmp_path: Path, gz: bool) -> Non
 def test_fashion_mnist_and_its_ood_pair_with_mnist(tmp_path: Path) -> None:
     fashion = layouts.write_mnist(tmp_path / "FashionMNIST" / "raw", seed=1)
     mnist = layouts.write_mnist(tmp_path / "MNIST" / "raw", seed=2)
-    bundle = load_bundle("fashion-mnist-vs-mnist", root=tmp_path)
-    assert bundle.track == "ood" and bundle.eval_splits == ("test", "ood")
-    assert np.array_equal(bundle.splits["train"].inputs[:, 0].numpy(), fashion["train"][0])
-    ood = bundle.splits["ood"]
+    bundle = load_bundle("fashion-mnist-vs-mnist", {"n_val": 10}, root=tmp_path)
+    assert bundle.track == "ood" and bundle.eval_splits == ("test", "ood_far")
+    # the OoD track's protocol: a seeded val held out of train, nothing lost or repeated
+    train, val = bundle.splits["train"], bundle.splits["val"]
+    assert len(train) == 20 and len(val) == 10
+    joined = torch.cat([train.inputs, val.inputs])[:, 0].flatten(1).numpy()
+    assert sorted(map(bytes, joined)) == sorted(map(bytes, fashion["train"][0].reshape(30, -1)))
+    assert bundle.mean == (0.2861,) and bundle.std == (0.3530,)
+    ood = bundle.splits["ood_far"]
     assert ood.pair_with == "test" and (ood.labels == -1).all()
     assert np.array_equal(ood.inputs[:, 0].numpy(), mnist["t10k"][0])
     assert bundle.class_names[0] == "T-shirt/top"
@@ -75,8 +80,9 @@ def test_cifar100_uses_fine_labels_and_pairs_with_cifar10(tmp_path: Path) -> Non
     c100 = load_bundle("cifar100", root=tmp_path)
     assert c100.num_classes == 100 and c100.splits["train"].labels.tolist() == list(range(20))
     assert c100.class_names[3] == "c3"
-    pair = load_bundle("cifar10-vs-cifar100", root=tmp_path)
-    ood = pair.splits["ood"]
+    pair = load_bundle("cifar10-vs-cifar100", {"n_val": 5}, root=tmp_path)
+    ood = pair.splits["ood_near"]
+    assert pair.eval_splits == ("test", "ood_near") and len(pair.splits["val"]) == 5
     assert len(ood) == 20 and ood.pair_with == "test" and (ood.labels == -1).all()
     assert int(ood.inputs[0, 1, 0, 0]) == int(truth["test"][0, 1024])
 
@@ -90,8 +96,9 @@ def test_svhn_mat_is_transposed_and_label_10_is_digit_0(tmp_path: Path) -> None:
     assert x.shape == (12, 3, 32, 32)
     assert int(x[4, 2, 3, 9]) == int(raw_x[3, 9, 2, 4])  # X is (H, W, C, N)
     assert y.tolist() == [int(v) % 10 for v in raw_y.ravel()] and int(y[9]) == 0
-    pair = load_bundle("cifar10-vs-svhn", root=tmp_path)
-    assert len(pair.splits["ood"]) == 8 and pair.splits["ood"].pair_with == "test"
+    pair = load_bundle("cifar10-vs-svhn", {"n_val": 5}, root=tmp_path)
+    assert len(pair.splits["ood_far"]) == 8 and pair.splits["ood_far"].pair_with == "test"
+    assert len(pair.splits["train"]) == 45 and len(pair.splits["val"]) == 5
 
 
 # -- long-tailed CIFAR ------------------------------------------------------------------------

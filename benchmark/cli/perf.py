@@ -562,4 +562,11 @@ def add_explain(targets: Any, common: argparse.ArgumentParser) -> None:
     add(targets, common)
 
 
-TARGETS = [add_metrics, add_train, add_explain]
+def add_ood(targets: Any, common: argparse.ArgumentParser) -> None:
+    """``bench perf ood``: see ``benchmark.cli.perf_ood``."""
+    from benchmark.cli.perf_ood import add_ood as add
+
+    add(targets, common)
+
+
+TARGETS = [add_metrics, add_train, add_explain, add_ood]

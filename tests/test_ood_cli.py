@@ -1,0 +1,50 @@
+"""The OoD track end to end on tiny digits-ood: post-hoc detectors reuse the base's
+checkpoint, every OoD split reports the five metrics, the score histograms reach the record,
+and ``bench plot reliability`` / ``ood-scores`` draw PNGs (or say why not, one line)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import tiny_settings
+
+OOD_KEYS = ("auroc", "fpr95", "fpr95_ood_positive", "aupr_in", "aupr_out")
+
+
+def set_args() -> list[str]:
+    return [a for pair in tiny_settings("digits-ood") for a in ("--set", pair)]
+
+
+def test_detectors_reuse_the_base_and_plots_draw(cli, results: Path) -> None:
+    base = ["--dataset", "digits-ood", "--results", results, "--quiet", *set_args()]
+    code, _, err = cli("run", "--method", "erm", *base)
+    assert code == 0, err
+    code, _, err = cli("run", "--method", "msp", "energy", "temperature-scaling", *base)
+    assert code == 0, err
+    assert (results / "checkpoints").is_dir()
+    assert len(list((results / "checkpoints").glob("*.pt"))) == 1  # the base's, trained once
+    for path in (results / "runs").glob("*.json"):
+        record = json.loads(path.read_text())
+        for split in ("ood_near", "ood_far"):
+            assert set(OOD_KEYS) <= set(record["metrics"][split])
+            hist = record["details"][split]["ood"]["histogram"]
+            assert len(hist["edges"]) == len(hist["id"]) + 1 == len(hist["ood"]) + 1
+            assert sum(hist["id"]) == record["details"][split]["ood"]["n_id"]
+        assert "ece" in record["metrics"]["test"]
+    rel, scores = results / "rel.png", results / "scores.png"
+    code, _, err = cli("plot", "reliability", "--results", results, "--out", rel)
+    assert code == 0, err
+    code, _, err = cli("plot", "ood-scores", "--results", results, "--method", "msp,energy",
+                         "--out", scores)  # fmt: skip
+    assert code == 0, err
+    for png in (rel, scores):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, _, err = cli("plot", "ood-scores", "--results", results, "--method", "gram")
+    assert code == 2 and "gram" in err and len(err.strip().splitlines()) == 1
+
+
+def test_detector_knob_out_of_range_is_refused(cli, results: Path) -> None:
+    code, _, err = cli("run", "--method", "knn", "--dataset", "digits-ood", "--results",
+                       results, "--set", "k=0", *set_args())  # fmt: skip
+    assert code == 2 and "k" in err and not (results / "checkpoints").exists()
