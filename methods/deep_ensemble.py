@@ -7,8 +7,9 @@ one); nothing is retrained when they exist. Run seed s uses members ``s, s + k, 
 with k = ``seed_stride``: the first is always the plain ``erm`` run of seed s (the runner hands
 the run's own seed to ``adopt``). With the default k = 1 the runs of seeds 0, 1, 2 share members
 (0–4, 1–5, 2–6: 7 trainings, so their spread understates the spread over independent
-ensembles); k ≥ the number of run seeds (e.g. 1000) makes them disjoint at 3·M trainings. Prediction p̄ = (1/M) Σ_m softmax(f_m(x))
-(probabilities averaged, not logits, as the paper); ECE uses p̄. OoD score (``score``): ``msp``
+ensembles); k ≥ the number of run seeds (e.g. 1000) makes them disjoint at 3·M trainings.
+Prediction p̄ = (1/M) Σ_m softmax(f_m(x)) (probabilities averaged, not logits, as the paper);
+ECE uses p̄. OoD score (``score``): ``msp``
 = max_c p̄_c (default) or ``entropy`` = −H[p̄]. No adversarial training of the members (the
 paper's optional addition).
 """

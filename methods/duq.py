@@ -8,7 +8,8 @@ averaged over batch and classes, plus ``λ·mean_i(‖∇ₓ Σ_c K_c(x_i)‖₂
 penalty). After every optimiser step the centroids move by an exponential moving average
 (γ) of the same batch's embeddings, computed with the model in evaluation mode.
 
-Prediction = argmax_c K_c; OoD score = max_c K_c (higher = more in-distribution). The kernel
+Prediction = argmax_c K_c; OoD score = max_c log K_c, the log of the paper's certainty max_c K_c
+(the same ranking, hence the same AUROC / FPR@95, without ties where K underflows to 0). The kernel
 values do not sum to 1: the **probabilities** the metrics see (and ECE is computed from) are the
 normalised kernel values ``K_c / Σ_k K_k``; ``logits`` = log K (so softmax(logits) is the same).
 The record's ``details["method"]`` says so. σ = 0.1, γ = 0.999 and the FashionMNIST
@@ -120,15 +121,17 @@ class DUQ(UncertaintyMethod):
         return loss.detach().float()
 
     def predict_batch(self, x: torch.Tensor) -> Outputs:
-        kernel, features = self.model.forward_features(x)
-        kernel = kernel.float()
-        probs = kernel / kernel.sum(dim=1, keepdim=True).clamp_min(1e-30)
+        """logits = log K (B, C); probabilities K_c / Σ_k K_k = softmax(log K), computed in log
+        space (K underflows to 0 far from every centroid); OoD score max_c log K_c, a monotone
+        function of max_c K_c (same ranking, same AUROC / FPR, no ties from underflow)."""
+        features = self.model.backbone(x)
+        log_k = self.model.head.log_kernel(features.float())
         return Outputs(
-            logits=kernel.clamp_min(1e-30).log(),
+            logits=log_k,
             features=features,
-            probs_=probs,
-            ood_score=kernel.max(dim=1).values,
-            ood_score_kind="duq-max-kernel",
+            probs_=torch.softmax(log_k, dim=1),
+            ood_score=log_k.max(dim=1).values,
+            ood_score_kind="duq-max-log-kernel",
         )
 
     def summary(self) -> dict[str, Any]:

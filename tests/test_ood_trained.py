@@ -132,12 +132,17 @@ def test_duq_scores_are_kernel_values_and_probabilities_normalised() -> None:
     duq = method("duq", centroid_size=4)
     duq.model.eval()
     with torch.no_grad():
-        out = duq.predict_batch(torch.randn(5, 1, 8, 8))
-        kernel = duq.model(torch.randn(0, 1, 8, 8))
-    assert kernel.shape == (0, 3)
+        x = torch.randn(5, 1, 8, 8)
+        out = duq.predict_batch(x)
     assert torch.allclose(out.probs.sum(1), torch.ones(5))
-    assert torch.allclose(out.ood_score, out.logits.exp().max(1).values, rtol=1e-5)
+    assert torch.allclose(out.ood_score.exp(), kernel_of(duq, x).max(1).values, rtol=1e-5)
+    assert torch.allclose(out.probs, kernel_of(duq, x) / kernel_of(duq, x).sum(1, keepdim=True))
     assert torch.equal(out.preds, out.logits.argmax(1))
+
+
+def kernel_of(duq, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return duq.model(x).float()
 
 
 # -- SDE-Net ----------------------------------------------------------------------------------

@@ -58,12 +58,17 @@ def prob_outputs(probs: torch.Tensor, score: str, kind: str, **extra: torch.Tens
 
 
 # -- DUQ (van Amersfoort et al., ICML 2020) ----------------------------------------------------
+def rbf_log_kernel(z: torch.Tensor, centroids: torch.Tensor, length_scale: float) -> torch.Tensor:
+    """log K_c = −(1/n)·‖z_c − e_c‖² / (2σ²) (B, C), ≤ 0: finite where K underflows to 0."""
+    sq = (z - centroids.unsqueeze(0)).pow(2).mean(dim=1)
+    return -sq / (2 * length_scale**2)
+
+
 def rbf_kernel(z: torch.Tensor, centroids: torch.Tensor, length_scale: float) -> torch.Tensor:
     """DUQ's kernel (§4.1): ``K_c = exp(−(1/n)·‖z_c − e_c‖² / (2σ²))``, the **mean** of the
     squared differences over the n embedding dimensions. ``z`` (B, n, C) class embeddings,
-    ``centroids`` (n, C), ``length_scale`` σ > 0. Returns (B, C) in (0, 1]."""
-    sq = (z - centroids.unsqueeze(0)).pow(2).mean(dim=1)
-    return torch.exp(-sq / (2 * length_scale**2))
+    ``centroids`` (n, C), ``length_scale`` σ > 0. Returns (B, C) in [0, 1]."""
+    return rbf_log_kernel(z, centroids, length_scale).exp()
 
 
 def ema_centroid_update(
@@ -129,6 +134,10 @@ class RBFHead(nn.Module):
 
     def kernel(self, z: torch.Tensor) -> torch.Tensor:
         return rbf_kernel(z, self.centroids(), self.length_scale)
+
+    def log_kernel(self, features: torch.Tensor) -> torch.Tensor:
+        """log K (B, C) of features (B, d) (``rbf_log_kernel``)."""
+        return rbf_log_kernel(self.embed(features), self.centroids(), self.length_scale)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """Kernel values K (B, C) in (0, 1]."""
