@@ -29,6 +29,7 @@ from benchmark import (
     NON_NEGATIVE,
     POSITIVE,
     Batch,
+    Classifier,
     HParam,
     LogUniform,
     Outputs,
@@ -39,22 +40,6 @@ from benchmark import (
 )
 from benchmark.tracks import backbones as _track_backbones  # noqa: F401  (registers them)
 from benchmark.tracks.uncertainty import RBFHead, UncertaintyMethod, gradient_penalty
-
-
-class DUQNet(nn.Module):
-    """Backbone followed by DUQ's RBF head; ``forward`` returns the kernel values (B, C)."""
-
-    def __init__(self, backbone: nn.Module, head: RBFHead) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.head = head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
-
-    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.backbone(x)
-        return self.head(features), features
 
 
 @register_method("duq")
@@ -92,7 +77,7 @@ class DUQ(UncertaintyMethod):
             self.hp.gamma,
             self.hp.init,
         )
-        return DUQNet(backbone, head)
+        return Classifier(backbone, head)  # forward: kernel values K (B, C)
 
     def loss(self, batch: Batch) -> torch.Tensor:
         """BCE(K, onehot) + λ·GP; ``batch.x`` gets ``requires_grad`` when λ > 0."""
