@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -274,7 +275,9 @@ def read_clip_state(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
         state: Any = load_file(str(path))
     else:
         try:
-            state = torch.jit.load(str(path), map_location="cpu").state_dict()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # jit.load's deprecation notice
+                state = torch.jit.load(str(path), map_location="cpu").state_dict()
             fmt = "openai-torchscript"
         except RuntimeError:
             state = torch.load(path, map_location="cpu", weights_only=True)
