@@ -60,7 +60,7 @@ from benchmark.tracks.backbones import VisionTransformer
 from benchmark.training import make_optimizer
 
 #: the registered ViT backbones an ALA encoder may be (``benchmark.tracks.backbones``)
-VIT_BACKBONES = ("vit-tiny", "vit-b16")
+VIT_BACKBONES = ("vit-tiny", "vit-b16", "vit-micro")
 
 
 @register_method("ala")
@@ -99,7 +99,9 @@ class ALA(Method):
         "aea": HParam(True, help="Alternating Epoch Architect: lattice frozen on odd epochs"),
         "ala_epochs": HParam(10, help="epochs of ALA training", valid=AT_LEAST_ONE),
     }
-    smoke_settings = {"backbone": "vit-tiny", "ala_epochs": 1, "side_width": 16}
+    smoke_settings = {
+        "backbone": "vit-micro", "ala_epochs": 1, "side_width": 16, "lattice_taps": 2,
+    }  # fmt: skip
 
     @classmethod
     def for_settings(cls, settings: Mapping[str, Any]) -> type[Method]:

@@ -193,3 +193,14 @@ def vit_b16(input_shape: tuple[int, ...]) -> Backbone:
     return VisionTransformer(
         c, (h, w), 16, width=768, layers=12, heads=12, proj_dim=512, quick_gelu=True
     )
+
+
+@register_backbone("vit-micro")
+def vit_micro(input_shape: tuple[int, ...]) -> Backbone:
+    """The smallest ViT (a 4×4 grid of patches, width 32, 2 blocks, 1 head, patch-token
+    pooling): smoke tests of ViT methods on a CPU, like ``tiny-cnn`` for the CNNs."""
+    c, h, w = input_shape
+    patch = max(1, min(h, w) // 4)
+    if h % patch or w % patch:
+        raise ValueError(f"vit-micro needs a side that is a multiple of {patch}, got {h}×{w}")
+    return VisionTransformer(c, (h, w), patch, width=32, layers=2, heads=1, pool="gap")
