@@ -19,6 +19,7 @@ from torch import nn
 
 from benchmark.backbones import Backbone, TorchvisionResNet, register_backbone
 
+
 # -- OoD track (issue 13) ----------------------------------------------------------------------
 def _resnet18_cifar(input_shape: tuple[int, ...]) -> Backbone:
     """ResNet-18 with a 3×3 stem for 32×32 inputs: torchvision's ResNet-18 (He et al. 2016)
