@@ -16,18 +16,10 @@ import math
 import torch
 from torch import nn
 
-from benchmark.backbones import Backbone, register_backbone
+from benchmark.backbones import Backbone, _conv_bn, register_backbone
 
 
 # -- bias track ------------------------------------------------------------------------------
-def _conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
-        nn.BatchNorm2d(cout),
-        nn.ReLU(inplace=True),
-    )
-
-
 class BiasCNN(Backbone):
     """A CPU backbone for cluttered 40–80 px canvases (``biased-mnist``): a stride-2 stem
     (w), then w→2w, 2× max-pool, 2w→4w, 2× max-pool, 4w→4w (3×3 conv-BN-ReLU each), and a

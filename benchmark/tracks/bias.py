@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.backbones import Backbone, register_backbone
+from benchmark.backbones import Backbone, _conv_bn, register_backbone
 from benchmark.dataset import Dataset, provided_tracks
 from benchmark.errors import BenchError
 from benchmark.hparams import HParam
@@ -292,14 +292,6 @@ def metanorm_cnn(input_shape: tuple[int, ...]) -> Backbone:
 
 
 # -- OccamNets (Shrestha, Kafle, Kanan, ECCV 2022) ------------------------------------------
-def _conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
-        nn.BatchNorm2d(cout),
-        nn.ReLU(inplace=True),
-    )
-
-
 class OccamExit(nn.Module):
     """One exit (``occam_lib.py``): Conv3×3(in → in/4) → BN → ReLU → Conv3×3(→ in) → ReLU;
     CAM = Conv1×1(→ C) (B, C, H, W); logits = global average of the CAM. Gate on the
