@@ -1,6 +1,7 @@
 """Distance correlation squared (Székely, Rizzo & Bakirov 2007) and the bias-track metric of
 Metadata Normalization (Lu et al., CVPR 2021): dcor² between penultimate features and the
-confounder, within each class, averaged over classes.
+confounder, within each class, averaged over classes. On bias datasets without a float
+``confounder`` the categorical ``bias`` attribute (colour, place) is used, one-hot encoded.
 
 For x (n, p), y (n, q) with distances A_ij = |x_i − x_j|, B_ij = |y_i − y_j|, row sums
 a_i = Σ_j A_ij, b_i and totals a = Σ_i a_i, b (exponent 1):
@@ -154,23 +155,55 @@ def dcor2_per_class(
     return r
 
 
+#: attributes the metric scores, in order of preference: a float ``confounder`` (Metadata
+#: Normalization's cf1) or the categorical ``bias`` attribute of the other bias datasets
+ATTRIBUTES = ("confounder", "bias")
+
+
+def encode_attribute(a: Any) -> tuple[torch.Tensor, str]:
+    """The attribute as dcor² samples: a float attribute as it is (n,) or (n, q); an integer
+    or bool (categorical) one as its one-hot encoding (n, number of distinct values), so
+    that two samples are at distance 0 (same value) or √2 (different values)."""
+    t = as_tensor(a, name="attribute")
+    if t.is_floating_point():
+        return t, "value"
+    if t.ndim != 1:
+        raise BenchError(f"a categorical attribute must be (n,), got shape {tuple(t.shape)}")
+    _, inverse = torch.unique(t.long(), return_inverse=True)
+    return torch.nn.functional.one_hot(inverse).to(torch.float64), "one-hot"
+
+
 @register_metric("dcor")
 class DistanceCorrelation(Metric):
-    """dcor² (U-statistic) of penultimate features vs the confounder, per class (MDN)."""
+    """dcor² (U-statistic) of penultimate features vs the bias attribute, per class (MDN):
+    the float ``confounder`` when the dataset has one, else the ``bias`` attribute one-hot."""
 
-    requires = ("features", "labels", "attr:confounder")
+    requires = ("features", "labels")
     higher_is_better = {"dcor2": False}
     tracks = ("bias",)
-    convention = "U-statistic dcor², exponent 1, features vs confounder within each class, mean"
+    convention = (
+        "U-statistic dcor², exponent 1, features vs the bias attribute within each class, mean "
+        "over classes; attribute: confounder (float) if present, else bias (categorical, "
+        "one-hot); named in the details"
+    )
     functions = {"dcor2": dcor2, "dcor2_per_class": dcor2_per_class}
+
+    @staticmethod
+    def attribute(view: EvalView) -> str | None:
+        return next((a for a in ATTRIBUTES if a in view.attrs), None)
+
+    def applies(self, view: EvalView) -> bool:
+        return super().applies(view) and self.attribute(view) is not None
 
     def _result(self, view: EvalView) -> dict[str, Any]:
         cached = getattr(self, "_cache", None)
         if cached is None or cached[0] is not view:
+            name = self.attribute(view)
+            assert name is not None
             keep = view.labels >= 0
-            result = _dcor2_per_class(
-                view.outputs.features[keep], view.attrs["confounder"][keep], view.labels[keep]
-            )
+            attr, encoding = encode_attribute(view.attrs[name][keep])
+            result = _dcor2_per_class(view.outputs.features[keep], attr, view.labels[keep])
+            result.update(attribute=name, encoding=encoding)
             self._cache = (view, result)
         return self._cache[1]
 
@@ -179,5 +212,10 @@ class DistanceCorrelation(Metric):
 
     def details(self, view: EvalView) -> dict[str, Any]:
         r = self._result(view)
-        out = {"per_class": r["per_class"], "counts": r["counts"]}
+        out = {
+            "attribute": r["attribute"],
+            "encoding": r["encoding"],
+            "per_class": r["per_class"],
+            "counts": r["counts"],
+        }
         return {**out, "undefined": r["undefined"]} if "undefined" in r else out

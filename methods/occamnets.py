@@ -1,0 +1,171 @@
+"""OccamNets (Shrestha, Kafle, Kanan, OccamNets: Mitigating Dataset Bias by Favoring Simpler
+Hypotheses, ECCV 2022; erobic/occam-nets-v1 ``occam_lib.py``, ``occam_trainer.py``).
+
+A network with an exit after every stage (``benchmark.tracks.bias.OccamCNN``: four stages,
+28–80 px inputs), each exit a class-activation-map (CAM) predictor with a gate. Per exit i
+(summed over the exits; each term a batch mean):
+
+1. CAM suppression (weight ``cam_weight`` 0.1): locations where the ground-truth CAM is at
+   most its mean are pushed towards uniform class scores;
+2. exit-gate loss (weight 1): class-balanced BCE of the gate against t = 1[exit i is correct];
+   a sample's target is refreshed only while the exit's running mean-per-class training
+   accuracy of the epoch is at most its threshold (``thresholds`` 0.5/0.6/0.7/0.8) or in the
+   first epoch; otherwise its stored target is reused;
+3. gate-weighted CE: exit 0 weights samples by ``p_0(y|x)^3`` (bias amplification), exit
+   i > 0 by ``(1 − g_{i−1})``; weights divided by their running maximum in the epoch
+   (+1e-5), loss ``mean((w + 0.1)·CE)``. Exit 0 never trains the trunk (its input is
+   detached).
+
+Inference from the second exit (E1) on: the first exit with gate ≥ 0.5, else the last.
+Outputs: that exit's logits; ``saliency`` = its CAM of the predicted class, bilinearly resized
+to the image (``cam_saliency``, a test-time switch: the explanation metrics then score it
+where masks exist — Insertion/Deletion query the model ~100 times per image); ``features`` =
+the last exit's pooled features (one width for every sample). The record's
+``details.method.exit_counts`` gives, per evaluated split in evaluation order (the dataset's
+test split first), how many samples left at each exit. The paper's Occam ResNet-18 is not
+included (see the README).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark import (
+    AT_LEAST_ONE,
+    NON_NEGATIVE,
+    Batch,
+    Each,
+    HParam,
+    Method,
+    Outputs,
+    Range,
+    Split,
+    Trainer,
+    register_method,
+)
+from benchmark.tracks.bias import (
+    OccamCNN,
+    balanced_gate_loss,
+    cam_suppression_loss,
+    exit_choice,
+    exit_weights,
+    gate_targets,
+)
+
+EXITS = 4
+
+
+@register_method("occamnets")
+class OccamNets(Method):
+    """Early-exit CAM predictors with gates, trained towards the simplest sufficient exit."""
+
+    paper = "Shrestha et al., OccamNets: Mitigating Dataset Bias by Favoring Simpler Hypotheses, ECCV 2022"  # noqa: E501
+    tracks = ("bias",)
+    hparams = {
+        "width": HParam(16, help="channels of the first stage (w, 2w, 4w, 4w)", valid=AT_LEAST_ONE),
+        "cam_weight": HParam(0.1, help="weight of the CAM suppression loss", valid=NON_NEGATIVE),
+        "gate_weight": HParam(1.0, help="weight of the exit-gate loss", valid=NON_NEGATIVE),
+        "gamma0": HParam(3.0, help="exit 0's CE weight p^γ0 (bias amplification)",
+                         valid=NON_NEGATIVE),
+        "gamma": HParam(1.0, help="exit i>0's CE weight (1 − g_{i−1})^γ", valid=NON_NEGATIVE),
+        "weight_offset": HParam(0.1, help="added to the normalised CE weights", valid=NON_NEGATIVE),
+        "thresholds": HParam([0.5, 0.6, 0.7, 0.8],
+                             help="per-exit training accuracy up to which gate targets update",
+                             valid=Each(Range(0, 1), EXITS)),
+        "min_epochs": HParam(1, help="epochs in which gate targets always update",
+                             valid=NON_NEGATIVE),
+        "earliest_exit": HParam(1, help="first exit used at inference (E0 trains only)",
+                                valid=Range(0, EXITS - 1)),
+        "gate_threshold": HParam(0.5, help="exit when gate ≥ this", valid=Range(0, 1),
+                                 test_time=True),
+        "cam_saliency": HParam(True, help="return the exit's CAM as saliency", test_time=True),
+    }  # fmt: skip
+    smoke_settings = {"width": 4}
+
+    def build(self) -> nn.Module:
+        return OccamCNN(self.info.input_shape[0], self.info.num_classes, self.hp.width)
+
+    def fit(self, train: Split, trainer: Trainer) -> None:
+        n, c = len(train), self.info.num_classes
+        self.targets = torch.zeros(EXITS, n, device=self.device)
+        self.correct = torch.zeros(EXITS, c, device=self.device)
+        self.seen = torch.zeros(c, device=self.device)
+        self.wmax = [0.0] * EXITS
+        trainer.fit(self, train)
+
+    def on_epoch_start(self, epoch: int) -> None:
+        if hasattr(self, "correct"):
+            self.correct.zero_()
+            self.seen.zero_()
+            self.wmax = [0.0] * EXITS
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        hp, y = self.hp, batch.y
+        outs = self.model(batch.x)
+        idx = batch.index.to(self.device)
+        weights = exit_weights(outs, y, hp.gamma0, hp.gamma)
+        self.seen += torch.bincount(y, minlength=self.info.num_classes).float()
+        total = torch.zeros((), device=batch.x.device)
+        for i, o in enumerate(outs):
+            logits = o["logits"].float()
+            ce = F.cross_entropy(logits, y, reduction="none")
+            with torch.no_grad():
+                hit = gate_targets(logits, y)
+                self.correct[i] += torch.zeros_like(self.seen).index_add(0, y, hit)
+                present = self.seen > 0
+                acc = float((self.correct[i][present] / self.seen[present]).mean())
+                if batch.epoch < hp.min_epochs or acc <= hp.thresholds[i]:
+                    self.targets[i, idx] = hit
+                self.wmax[i] = max(self.wmax[i], float(weights[i].max()))
+            w = weights[i] / (self.wmax[i] + 1e-5) + hp.weight_offset
+            total = total + (w * ce).mean()
+            total = total + hp.cam_weight * cam_suppression_loss(o["cam"], y)
+            total = total + hp.gate_weight * balanced_gate_loss(
+                o["gate_logit"], self.targets[i, idx]
+            )
+        return total
+
+    def _forward(self, x: torch.Tensor) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
+        outs = self.model(x)
+        gates = torch.stack([torch.sigmoid(o["gate_logit"].float()) for o in outs], dim=1)
+        return outs, exit_choice(gates, self.hp.earliest_exit, self.hp.gate_threshold)
+
+    def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
+        outs, choice = self._forward(x)
+        logits = torch.stack([o["logits"].float() for o in outs], dim=1)
+        return logits[torch.arange(len(x), device=x.device), choice]
+
+    def predict_batch(self, x: torch.Tensor) -> Outputs:
+        outs, choice = self._forward(x)
+        rows = torch.arange(len(x), device=x.device)
+        logits = torch.stack([o["logits"].float() for o in outs], dim=1)[rows, choice]
+        pred = logits.argmax(dim=1)
+        saliency = None
+        if self.hp.cam_saliency:
+            saliency = torch.zeros(len(x), *x.shape[2:], device=x.device)
+            for i, o in enumerate(outs):
+                sel = choice == i
+                if bool(sel.any()):
+                    cam = o["cam"].float()[sel, pred[sel]][:, None]
+                    up = F.interpolate(cam, size=x.shape[2:], mode="bilinear", align_corners=False)
+                    saliency[sel] = up[:, 0]
+        self._count(choice)
+        probs = torch.softmax(logits, dim=1)
+        return Outputs(logits=logits, features=outs[-1]["features"], saliency=saliency,
+                       ood_score=probs.max(1).values, ood_score_kind="msp")  # fmt: skip
+
+    def _count(self, choice: torch.Tensor) -> None:
+        """Exit counts per evaluated split (a new split starts when ``self.rng`` changes)."""
+        counts = torch.bincount(choice, minlength=EXITS).tolist()
+        if getattr(self, "_rng_seen", None) is not self.rng:
+            self._rng_seen = self.rng
+            self.exit_counts: list[list[int]] = getattr(self, "exit_counts", [])
+            self.exit_counts.append([0] * EXITS)
+        self.exit_counts[-1] = [a + b for a, b in zip(self.exit_counts[-1], counts)]
+
+    def summary(self) -> dict[str, Any]:
+        return {"exit_counts": getattr(self, "exit_counts", [])}

@@ -1,0 +1,241 @@
+"""The bias track's building blocks against hand-computed cases: the MDN layer, GroupDRO's
+weights, LfF's GCE gradient, PGI's penalty, OccamNets' gates and exits, the groups, and dcor²
+on a categorical attribute against the ``dcor`` package."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from benchmark.dataset import Split
+from benchmark.metric import METRICS, EvalView
+from benchmark.outputs import Outputs
+from benchmark.plugins import load_plugins
+from benchmark.tracks.bias import (
+    Groups,
+    MetadataNorm,
+    OccamCNN,
+    balanced_gate_loss,
+    cam_suppression_loss,
+    exit_choice,
+    gate_targets,
+    generalized_ce,
+    group_means,
+    groupdro_update,
+    metadata_columns,
+    pgi_penalty,
+)
+
+load_plugins()
+
+
+# -- Metadata Normalization -----------------------------------------------------------------
+def test_mdn_removes_exactly_the_confounder_component() -> None:
+    g = torch.Generator().manual_seed(0)
+    n = 400
+    y = (torch.arange(n) >= n // 2).long()
+    cf = torch.rand(n, generator=g) * 3 + 2 * y  # confounder correlated with the label
+    # features: label part, confounder part, a constant, on 3 feature columns
+    a, b, c = torch.tensor([2.0, -1.0, 0.5]), torch.tensor([3.0, 0.0, -4.0]), 1.5
+    f = y[:, None].float() * a + cf[:, None] * b + c
+    lab, conf = metadata_columns(y, cf, num_classes=2, num_values=2)
+    x = torch.cat([lab, conf], dim=1)  # [y, cf, 1]
+    layer = MetadataNorm(3, 3, label_columns=1, scale=1.0, momentum=1.0)
+    layer.set_kernel(x)
+    r = layer.train()(f, x)  # the whole set as one batch: s = N / N = 1
+    torch.testing.assert_close(r, y[:, None].float() * a, atol=1e-4, rtol=0)
+    # evaluation: the running β (momentum 1: the last batch's) gives the same residual
+    torch.testing.assert_close(layer.eval()(f, x), r, atol=1e-4, rtol=0)
+    # the label's column does not matter at inference
+    x0 = x.clone()
+    x0[:, 0] = 0
+    torch.testing.assert_close(layer(f, x0), r, atol=1e-4, rtol=0)
+
+
+def test_mdn_batch_scale_matches_full_data_on_a_balanced_batch() -> None:
+    # a batch that repeats the full set's rows in the same proportions: s·K·X_bᵀY = β
+    y = torch.tensor([0, 0, 1, 1]).long()
+    cf = torch.tensor([1.0, 2.0, 3.0, 5.0])
+    f = (0.7 * y + 2.0 * cf)[:, None]
+    lab, conf = metadata_columns(y, cf, 2, 2)
+    full = torch.cat([lab, conf], 1).repeat(3, 1)  # N = 12
+    layer = MetadataNorm(1, 3, 1, scale=12 / 4, momentum=1.0)
+    layer.set_kernel(full)
+    r = layer.train()(f, torch.cat([lab, conf], 1))
+    torch.testing.assert_close(r, 0.7 * y[:, None].float(), atol=1e-4, rtol=0)
+
+
+def test_metadata_columns_categorical_one_hot() -> None:
+    lab, conf = metadata_columns(torch.tensor([0, 2, 1]), torch.tensor([1, 0, 2]), 3, 3)
+    assert lab.tolist() == [[0, 0], [0, 1], [1, 0]]  # one-hot without class 0
+    assert conf.tolist() == [[1, 0, 1], [0, 0, 1], [0, 1, 1]]  # one-hot w/o value 0, then 1
+
+
+# -- GroupDRO ---------------------------------------------------------------------------------
+def test_groupdro_weights_move_to_the_worst_group() -> None:
+    q = torch.full((3,), 1 / 3)
+    losses = torch.tensor([0.2, 0.5, 2.0])
+    history = [q]
+    for _ in range(50):
+        q = groupdro_update(q, losses, eta=0.1)
+        history.append(q)
+    assert torch.allclose(q.sum(), torch.tensor(1.0))
+    assert int(q.argmax()) == 2 and q[2] > 0.9
+    assert all(b[2] > a[2] for a, b in itertools.pairwise(history))
+    # one step by the formula q_g ∝ q_g exp(η L_g)
+    expected = torch.exp(0.1 * losses) / torch.exp(0.1 * losses).sum()
+    torch.testing.assert_close(groupdro_update(torch.full((3,), 1 / 3), losses, 0.1), expected)
+
+
+def test_groupdro_adjustment_and_group_means() -> None:
+    losses = torch.tensor([1.0, 3.0, 2.0, 4.0])
+    g = torch.tensor([0, 0, 2, 2])
+    assert group_means(losses, g, 3).tolist() == [2.0, 0.0, 3.0]  # absent group: 0
+    adj = torch.tensor([0.0, 5.0, 0.0])
+    q = groupdro_update(torch.full((3,), 1 / 3), torch.zeros(3), 1.0, adj)
+    assert int(q.argmax()) == 1
+
+
+# -- LfF --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("q", [0.3, 0.7, 1.0])
+def test_gce_gradient_matches_its_formula(q: float) -> None:
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(6, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, 1, 2, 3, 1, 0])
+    (grad_gce,) = torch.autograd.grad(generalized_ce(z, y, q).sum(), z)
+    z2 = z.detach().clone().requires_grad_(True)
+    (grad_ce,) = torch.autograd.grad(F.cross_entropy(z2, y, reduction="none").sum(), z2)
+    p_y = torch.softmax(z.detach(), 1).gather(1, y[:, None])
+    torch.testing.assert_close(grad_gce.double(), (p_y**q * grad_ce).double(), atol=1e-6, rtol=0)
+    # the value: (1 − p_y^q) / q
+    torch.testing.assert_close(
+        generalized_ce(z.detach(), y, q).double(),
+        ((1 - p_y**q) / q).squeeze(1),
+        atol=1e-6,
+        rtol=0,
+    )
+
+
+# -- PGI --------------------------------------------------------------------------------------
+def test_pgi_penalty_is_the_kl_of_mean_predictions_over_k() -> None:
+    probs = torch.tensor([[0.9, 0.1], [0.7, 0.3], [0.4, 0.6], [0.5, 0.5]])
+    y = torch.tensor([0, 0, 0, 1])
+    minority = torch.tensor([False, False, True, False])
+    p_maj, p_min = torch.tensor([0.8, 0.2]), torch.tensor([0.4, 0.6])
+    expected = (p_min * (p_min / p_maj).log()).mean()  # class 1 has no minority: skipped
+    torch.testing.assert_close(pgi_penalty(probs, y, minority, 2), expected)
+    same = pgi_penalty(torch.tensor([[0.6, 0.4], [0.6, 0.4]]), torch.tensor([0, 0]),
+                       torch.tensor([False, True]), 2)  # fmt: skip
+    assert float(same) == pytest.approx(0.0, abs=1e-7)
+
+
+# -- groups ------------------------------------------------------------------------------------
+def test_class_aligned_groups_and_attribute_groups() -> None:
+    y = torch.tensor([0, 0, 1, 1, 1])
+    attrs = {
+        "aligned": torch.tensor([True, False, True, True, False]),
+        "group": torch.tensor([7, 3, 9, 9, 3]),
+    }
+    split = Split(torch.zeros(5, 1, 2, 2), y, attrs)
+    g = Groups("auto", split, num_classes=2)
+    assert g.mode == "class-aligned" and g.num_groups == 4
+    assert g.of(y, attrs).tolist() == [1, 0, 3, 3, 2]
+    assert g.counts.tolist() == [1, 1, 1, 2]
+    a = Groups("attribute", split, num_classes=2)
+    assert a.of(y, attrs).tolist() == [1, 0, 2, 2, 0] and a.num_groups == 3
+
+
+# -- OccamNets ---------------------------------------------------------------------------------
+def test_gate_targets_and_exit_choice() -> None:
+    logits = torch.tensor([[2.0, 1.0], [0.0, 3.0], [1.0, 0.0]])
+    assert gate_targets(logits, torch.tensor([0, 0, 0])).tolist() == [1.0, 0.0, 1.0]
+    gates = torch.tensor(
+        [
+            [0.9, 0.2, 0.7, 0.9],  # E0 is never used at inference: first gate ≥ .5 from E1 = E2
+            [0.1, 0.6, 0.9, 0.1],  # E1
+            [0.9, 0.1, 0.2, 0.3],  # none from E1 on: the last exit
+            [0.0, 0.5, 0.0, 0.0],  # a gate of exactly 0.5 exits
+        ]
+    )
+    assert exit_choice(gates, earliest=1).tolist() == [2, 1, 3, 1]
+    assert exit_choice(gates, earliest=0).tolist() == [0, 1, 0, 1]
+
+
+def test_balanced_gate_loss_weights() -> None:
+    logit = torch.zeros(4)
+    t = torch.tensor([1.0, 0.0, 0.0, 0.0])  # n_exit = 1/3, n_cont = 1 (normalised by max)
+    bce = math.log(2.0)
+    expected = (math.sqrt(3.0) * bce + 3 * 1.0 * bce) / 4
+    assert float(balanced_gate_loss(logit, t)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_cam_suppression_loss() -> None:
+    cam = torch.zeros(1, 3, 2, 2)
+    assert float(cam_suppression_loss(cam, torch.tensor([0]))) == pytest.approx(0.0, abs=1e-7)
+    cam[0, 0, 0, 0] = 5.0  # the GT CAM's one strong location is kept; others are uniform
+    assert float(cam_suppression_loss(cam, torch.tensor([0]))) == pytest.approx(0.0, abs=1e-6)
+    cam[0, 1, 1, 1] = 4.0  # a suppressed location (GT score 0 ≤ mean) that is not uniform
+    p = torch.softmax(torch.tensor([0.0, 4.0, 0.0]), 0)
+    kl = float((math.log(1 / 3) - p.log()).mean())
+    assert float(cam_suppression_loss(cam, torch.tensor([0]))) == pytest.approx(kl / 4, rel=1e-5)
+
+
+def test_occam_network_exits_from_the_second_exit() -> None:
+    torch.manual_seed(0)
+    net = OccamCNN(1, num_classes=3, width=4).eval()
+    with torch.no_grad():
+        for i, e in enumerate(net.exits):  # E0 and E1 would exit, the others would not
+            e.gate[-1].weight.zero_()
+            e.gate[-1].bias.fill_(10.0 if i < 2 else -10.0)
+        outs = net(torch.randn(5, 1, 12, 12))
+    gates = torch.stack([torch.sigmoid(o["gate_logit"]) for o in outs], 1)
+    choice = exit_choice(gates, earliest=1)
+    assert choice.tolist() == [1] * 5
+    assert [o["cam"].shape[-1] for o in outs] == [12, 6, 3, 3]
+
+
+# -- dcor² on a categorical attribute ---------------------------------------------------------
+def test_dcor2_categorical_equals_dcor_on_one_hot() -> None:
+    dcor = pytest.importorskip("dcor")
+    rng = np.random.RandomState(0)
+    n = 90
+    labels = rng.randint(0, 2, n)
+    bias = rng.randint(0, 4, n)
+    features = rng.randn(n, 5) + 0.8 * bias[:, None] * (labels[:, None] == 1)
+    view = EvalView(
+        split="test",
+        labels=torch.as_tensor(labels),
+        outputs=Outputs(features=torch.as_tensor(features)),
+        attrs={"bias": torch.as_tensor(bias)},
+        track="bias",
+        num_classes=2,
+    )
+    metric = METRICS.get("dcor")()
+    assert metric.applies(view)
+    got = metric.compute(view)["dcor2"]
+    one_hot = np.eye(4)[bias]
+    expected = np.mean(
+        [dcor.u_distance_correlation_sqr(features[labels == c], one_hot[labels == c])
+         for c in (0, 1)]
+    )  # fmt: skip
+    assert got == pytest.approx(expected, abs=1e-10)
+    details = metric.details(view)
+    assert details["attribute"] == "bias" and details["encoding"] == "one-hot"
+
+
+def test_dcor_prefers_the_float_confounder() -> None:
+    rng = np.random.RandomState(1)
+    f, y = rng.randn(40, 3), np.repeat([0, 1], 20)
+    view = EvalView("test", torch.as_tensor(y), Outputs(features=torch.as_tensor(f)),
+                    {"confounder": torch.as_tensor(f[:, 0]), "bias": torch.as_tensor(y)},
+                    track="bias", num_classes=2)  # fmt: skip
+    metric = METRICS.get("dcor")()
+    assert metric.details(view)["attribute"] == "confounder"
+    no_attr = EvalView("test", torch.as_tensor(y), Outputs(features=torch.as_tensor(f)), {},
+                       track="bias", num_classes=2)  # fmt: skip
+    assert not metric.applies(no_attr)
