@@ -41,6 +41,7 @@ ALTERNATIVES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
             "val_p_bias": 0.95,
             "test_p_bias": 0.9,
             "cell": 9,
+            "canvases": 1,
             "per_class": [5, 3, 3],
             "seed": 1,
         },
