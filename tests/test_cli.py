@@ -232,3 +232,23 @@ def test_diverging_training_writes_nothing(cli, results: Path, plugin_file: Path
     )
     assert code == 2 and "training diverged" in err
     assert not list(results.rglob("*.json")) and not list(results.rglob("*.pt"))
+
+
+def test_table_blocks_split_runs_on_other_dataset_options() -> None:
+    """Runs with ``--set dataset.rho=0.99`` never share a table row with the default's."""
+    from types import SimpleNamespace
+
+    from benchmark.cli.table import data_blocks
+
+    def rec(fp: str, rho: float) -> SimpleNamespace:
+        return SimpleNamespace(
+            dataset="colored-mnist", dataset_fingerprint=fp, dataset_options={"rho": rho, "n": 1}
+        )
+
+    a, b, c = rec("f1", 0.95), rec("f2", 0.99), rec("f1", 0.95)
+    blocks = data_blocks([b, a, c])
+    assert [(t, len(s)) for t, s in blocks] == [
+        ("colored-mnist [rho=0.95]", 2),
+        ("colored-mnist [rho=0.99]", 1),
+    ]
+    assert [t for t, _ in data_blocks([a])] == ["colored-mnist"]

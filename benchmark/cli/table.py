@@ -67,7 +67,35 @@ def main(args: argparse.Namespace) -> int:
         return 0
     metrics = args.metrics.split(",") if args.metrics else None
     blocks = []
-    for dataset, sub in agg.groupby("dataset", sort=True):
-        blocks.append(f"{dataset} (accuracies in %)\n" + render(wide(sub, metrics)))
+    for title, subset in data_blocks(records):
+        blocks.append(f"{title} (accuracies in %)\n" + render(wide(aggregate(subset), metrics)))
     print("\n\n".join(blocks))
     return 0
+
+
+def data_blocks(records: list[Any]) -> list[tuple[str, list[Any]]]:
+    """Records split by dataset and dataset fingerprint, so that runs on other data options
+    (e.g. ``--set dataset.rho=0.99``) never share a row with the default's; a block's title
+    names the options in which the dataset's blocks differ."""
+    from benchmark.record import canonical_json
+
+    by_data: dict[tuple[str, str], list[Any]] = {}
+    for r in records:
+        by_data.setdefault((r.dataset, r.dataset_fingerprint), []).append(r)
+    options: dict[str, list[dict[str, Any]]] = {}
+    for (dataset, _), subset in by_data.items():
+        options.setdefault(dataset, []).append(subset[0].dataset_options)
+    out = []
+    for (dataset, fingerprint), subset in sorted(
+        by_data.items(), key=lambda kv: (kv[0][0], canonical_json(kv[1][0].dataset_options))
+    ):
+        seen = options[dataset]
+        varying = sorted(
+            {k for o in seen for k in o if any(o.get(k) != other.get(k) for other in seen)}
+        )
+        opts = subset[0].dataset_options
+        label = ", ".join(f"{k}={opts.get(k)}" for k in varying)
+        if not label and len(seen) > 1:  # same options, other data (e.g. another version)
+            label = f"fingerprint {fingerprint[:8]}"
+        out.append((f"{dataset} [{label}]" if label else dataset, subset))
+    return out
