@@ -10,8 +10,9 @@ partitions; the paper otherwise infers them after one epoch). Loss:
 - ``λ(epoch) · Σ_c KL(p̄_min,c ‖ p̄_maj,c) / K`` (``benchmark.tracks.bias.pgi_penalty``) on
   the mean softmax of each partition, whose gradient reaches only the feature extractor
   (the last linear layer sees it detached, as in the code);
-- λ = 0 in the first epoch, then linear from 0 to ``pgi_weight`` (50, the MNIST README's
-  ``-wc``) over ``ramp_epochs`` (5, ``-u``).
+- λ = 0 in the first epoch, then linear *per iteration* from 0 to ``pgi_weight`` (50, the
+  MNIST README's ``-wc``) over ``ramp_epochs`` (5, ``-u``) epochs, as the code's
+  ``wc·min(1, (it − ipe + 1)/(ipe·u))`` with ``ipe`` the iterations per epoch.
 """
 
 from __future__ import annotations
@@ -44,11 +45,15 @@ class PGI(GroupMethod):
             )
         return super().incompatibility(dataset)
 
-    def weight(self, epoch: int) -> float:
+    def weight(self, epoch: int, step: int, per_epoch: int) -> float:
+        """λ at global step ``step`` (0-based) with ``per_epoch`` steps an epoch: 0 in epoch 0,
+        then ``pgi_weight · min(1, (step − per_epoch + 1) / (per_epoch · ramp_epochs))``."""
         if epoch < 1:
             return 0.0
-        ramp = max(1, self.hp.ramp_epochs)
-        return self.hp.pgi_weight * min(1.0, epoch / ramp)
+        if self.hp.ramp_epochs <= 0:
+            return self.hp.pgi_weight
+        ramp = (step - per_epoch + 1) / (per_epoch * self.hp.ramp_epochs)
+        return self.hp.pgi_weight * min(1.0, max(0.0, ramp))
 
     def loss(self, batch: Batch) -> torch.Tensor:
         features = self.model.backbone(batch.x)
@@ -58,7 +63,9 @@ class PGI(GroupMethod):
         ce = F.cross_entropy(z, batch.y, reduction="none")
         parts = [ce[m].mean() for m in (~minority, minority) if bool(m.any())]
         loss = sum(parts) / len(parts)
-        lam = self.weight(batch.epoch)
+        if batch.epoch == 0:  # steps of the first epoch: the iterations per epoch
+            self.per_epoch_ = batch.step + 1
+        lam = self.weight(batch.epoch, batch.step, getattr(self, "per_epoch_", 1))
         if lam > 0:
             z_pen = F.linear(features, head.weight.detach(), head.bias.detach()).float()
             probs = torch.softmax(z_pen, dim=1)

@@ -239,3 +239,21 @@ def test_dcor_prefers_the_float_confounder() -> None:
     no_attr = EvalView("test", torch.as_tensor(y), Outputs(features=torch.as_tensor(f)), {},
                        track="bias", num_classes=2)  # fmt: skip
     assert not metric.applies(no_attr)
+
+
+def test_pgi_weight_ramps_per_iteration_after_the_first_epoch() -> None:
+    """λ is 0 in epoch 0, then rises linearly per step over ``ramp_epochs`` epochs (official
+    ``wc·min(1, (it − ipe + 1)/(ipe·u))``)."""
+    from types import SimpleNamespace
+
+    from benchmark.method import METHODS
+
+    cls = METHODS.get("pgi")
+    m = cls.__new__(cls)
+    m.hp = SimpleNamespace(pgi_weight=50.0, ramp_epochs=5)
+    ipe = 10
+    assert m.weight(0, 9, ipe) == 0.0
+    assert m.weight(1, 10, ipe) == pytest.approx(50.0 * 1 / 50)
+    assert m.weight(3, 34, ipe) == pytest.approx(50.0 * 25 / 50)
+    assert m.weight(5, 59, ipe) == pytest.approx(50.0)
+    assert m.weight(9, 99, ipe) == pytest.approx(50.0)
