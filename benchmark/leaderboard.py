@@ -378,6 +378,24 @@ def current_code() -> dict[str, str]:
     return {"core": core_hash(), "metrics": metrics}
 
 
+def _other_plugin_code(record: RunRecord) -> bool:
+    """True when the installed method and dataset plugins (and bases) of ``record`` hash
+    differently from the code that made it; plugins not installed here are not judged."""
+    from benchmark.dataset import DATASETS
+    from benchmark.method import METHODS
+    from benchmark.runner import code_version
+
+    if record.method not in METHODS or record.dataset not in DATASETS:
+        return False
+    try:
+        now = code_version(METHODS.get(record.method), DATASETS.get(record.dataset))
+    except Exception:  # a plugin whose base is not installed: not judged here
+        return False
+    return any(
+        record.code.get(k, v) != v for k, v in now.items() if k.startswith(("method:", "dataset"))
+    )
+
+
 def build(
     records: Iterable[RunRecord],
     out_dir: str | Path,
@@ -394,17 +412,25 @@ def build(
     selections = selections or {}
     code = current_code()
     kept, left_out = [], []
-    stale = 0
+    stale = stale_plugin = 0
     for r in records:
         if not any_code and (
             r.code.get("core") != code["core"] or r.code.get("metrics") != code["metrics"]
         ):
             stale += 1
             continue
+        if not any_code and _other_plugin_code(r):
+            stale_plugin += 1
+            continue
         kept.append(r)
     if stale:
         left_out.append(
             f"{stale} record(s) made by other core or metric code (use --any-code to include)"
+        )
+    if stale_plugin:
+        left_out.append(
+            f"{stale_plugin} record(s) made by an older version of their method or dataset "
+            "plugin (use --any-code to include)"
         )
     per_dataset: dict[str, list[dict[str, str]]] = {}
     for group in group_records(kept):

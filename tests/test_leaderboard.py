@@ -294,3 +294,23 @@ def test_rehashed_cells_that_are_not_numbers_or_objects_are_refused(
         writer.writerows(rows)
     with pytest.raises(BenchError, match=f"{column} is .*{why}"):
         read_leaderboard(path)
+
+
+def test_build_leaves_out_records_of_an_older_plugin_version() -> None:
+    """A record whose method or dataset plugin has changed since is stale like one of other
+    core code: `leaderboard build` leaves it out unless --any-code."""
+    from types import SimpleNamespace
+
+    from benchmark.dataset import DATASETS
+    from benchmark.leaderboard import _other_plugin_code
+    from benchmark.method import METHODS
+    from benchmark.runner import code_version
+
+    now = code_version(METHODS.get("erm"), DATASETS.get("colored-mnist"))
+    rec = SimpleNamespace(method="erm", dataset="colored-mnist", code=dict(now))
+    assert not _other_plugin_code(rec)
+    rec.code["method:erm"] = "0" * 16
+    assert _other_plugin_code(rec)
+    rec.code = {**now, "dataset": "0" * 16}
+    assert _other_plugin_code(rec)
+    assert not _other_plugin_code(SimpleNamespace(method="not-here", dataset="x", code={}))
