@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from benchmark.registry import Registry
 
@@ -52,3 +52,17 @@ def discover() -> Registry[type[PlotKind]]:
         for entry in entry_points(group="bench.plots"):
             importlib.import_module(entry.value.split(":", 1)[0])
     return PLOTS
+
+
+def matching_records(args: argparse.Namespace, store: Any) -> tuple[list[Any], list[str]]:
+    """The stored records matching ``--dataset`` (fnmatch) and ``--method`` (comma-separated
+    fnmatch patterns), and those patterns in order (empty without ``--method``)."""
+    import fnmatch
+
+    records = list(store.records())
+    if args.dataset:
+        records = [r for r in records if fnmatch.fnmatch(r.dataset, args.dataset)]
+    patterns = [p.strip() for p in args.method.split(",") if p.strip()] if args.method else []
+    if patterns:
+        records = [r for r in records if any(fnmatch.fnmatch(r.method, p) for p in patterns)]
+    return records, patterns

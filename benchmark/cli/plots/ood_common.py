@@ -8,6 +8,7 @@ import argparse
 import fnmatch
 from typing import Any
 
+from benchmark.cli.plots import matching_records
 from benchmark.errors import BenchError
 
 
@@ -21,12 +22,7 @@ def grouped_records(args: argparse.Namespace, what: str, has: Any) -> tuple[str,
     from benchmark.tables import _labels, records_frame
 
     store = Store(args.results)
-    records = list(store.records())
-    if args.dataset:
-        records = [r for r in records if fnmatch.fnmatch(r.dataset, args.dataset)]
-    patterns = [p.strip() for p in args.method.split(",") if p.strip()] if args.method else []
-    if patterns:
-        records = [r for r in records if any(fnmatch.fnmatch(r.method, p) for p in patterns)]
+    records, patterns = matching_records(args, store)
     records = [r for r in records if has(r)]
     if not records:
         where = f" for {args.dataset}" if args.dataset else ""

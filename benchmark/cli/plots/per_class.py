@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from benchmark.cli.checks import at_least
-from benchmark.cli.plots import PlotKind, register_plot
+from benchmark.cli.plots import PlotKind, matching_records, register_plot
 from benchmark.errors import BenchError
 
 
@@ -133,12 +133,7 @@ def main(args: argparse.Namespace) -> int:
 
     explicit_out = output_file(args.out, "--out", ".png") if args.out else None
     store = Store(args.results)
-    records = list(store.records())
-    if args.dataset:
-        records = [r for r in records if fnmatch.fnmatch(r.dataset, args.dataset)]
-    patterns = [p.strip() for p in args.method.split(",") if p.strip()] if args.method else []
-    if patterns:
-        records = [r for r in records if any(fnmatch.fnmatch(r.method, p) for p in patterns)]
+    records, patterns = matching_records(args, store)
     datasets = sorted({r.dataset for r in records})
     if len(datasets) > 1:
         raise BenchError(f"runs of several datasets match ({', '.join(datasets)}); use --dataset")

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from benchmark.cli.checks import at_least
-from benchmark.cli.plots import PlotKind, register_plot
+from benchmark.cli.plots import PlotKind, matching_records, register_plot
 from benchmark.errors import BenchError
 
 
@@ -40,12 +40,7 @@ class Saliency(PlotKind):
 def select_records(args: argparse.Namespace, store: Any) -> tuple[list[Any], list[str]]:
     """The stored records of ``--dataset`` / ``--method`` (comma-separated fnmatch patterns,
     in order), and the patterns. Raises ``BenchError`` when runs of several datasets match."""
-    records = list(store.records())
-    if args.dataset:
-        records = [r for r in records if fnmatch.fnmatch(r.dataset, args.dataset)]
-    patterns = [p.strip() for p in args.method.split(",") if p.strip()] if args.method else []
-    if patterns:
-        records = [r for r in records if any(fnmatch.fnmatch(r.method, p) for p in patterns)]
+    records, patterns = matching_records(args, store)
     datasets = sorted({r.dataset for r in records})
     if len(datasets) > 1:
         raise BenchError(f"runs of several datasets match ({', '.join(datasets)}); use --dataset")
