@@ -36,6 +36,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "cache": ("cache", "pre-decode the images of an on-disk dataset (fast data path)"),
     "perf": ("perf", "measure speed against reference implementations"),
+    "reproduce": ("reproduce", "run a paper study and check its claims"),
+    "card": ("card", "one page of every robustness lens of trained models on a dataset"),
 }
 
 EPILOG = """examples:
@@ -50,6 +52,8 @@ EPILOG = """examples:
   bench cache imagenet-lt --data-root /data --measure 2000
   bench plot --dataset glyph-lt --method 'ce,deconfound,tde' --out per_class.png
   bench perf train --backbone resnet32 --batch-size 128
+  bench reproduce tde-glyph-lt
+  bench card --method erm,groupdro --dataset waterbirds-synth
 """
 
 
