@@ -15,7 +15,7 @@ SOURCE = "methods.md §1.6: official README table (re-run after the paper)"
 @register_study("tde-cifar100-lt")
 class TDECifar100LT(Study):
     paper = "Tang, Huang, Zhang: Long-Tailed Classification by Keeping the Good and Removing the Bad Momentum Causal Effect (NeurIPS 2020)"  # noqa: E501
-    about = "the paper's long-tailed CIFAR-100 column at imbalance 100 (the dataset default), on the real data"
+    about = "the paper's long-tailed CIFAR-100 column, imbalance 100 (the default), real data"
     dataset = "cifar100-lt"
     methods = ("deconfound", "tde")
     data = "real: CIFAR-100 (python version)"
