@@ -339,8 +339,11 @@ def build_report(
     results: str | Path | None = None,
     *,
     title: str = "bench leaderboards",
+    sections: Sequence[str] = (),
 ) -> str:
-    """The HTML page for the given leaderboard CSVs (folders are expanded to their CSVs)."""
+    """The HTML page for the given leaderboard CSVs (folders are expanded to their CSVs),
+    then ``sections``: HTML fragments made by the caller (``bench report``'s paper studies),
+    whose text they must escape themselves."""
     files: list[Path] = []
     for item in leaderboards:
         path = Path(item)
@@ -407,6 +410,7 @@ def build_report(
                 f"<figcaption>{esc(caption)}</figcaption></figure>"
             )
         body.append("</section>")
+    body.extend(sections)
     digest = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
     csp = (
         "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
@@ -458,7 +462,8 @@ def write_report(
     out: str | Path,
     leaderboards: Sequence[str | Path],
     results: str | Path | None = None,
+    sections: Sequence[str] = (),
 ) -> Path:
     out = Path(out)
-    atomic_write_text(out, build_report(leaderboards, results))
+    atomic_write_text(out, build_report(leaderboards, results, sections=sections))
     return out

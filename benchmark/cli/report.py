@@ -25,6 +25,13 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--results", help="results folder with the rows' run records (for plots)")
     p.add_argument("--out", default="report.html", help="output file (default: report.html)")
+    p.add_argument(
+        "--studies",
+        default="all",
+        help="paper studies to add a section for, from the stored runs of --results (comma-"
+        "separated names, 'all' (default) or 'none'); nothing is run",
+    )
+    p.add_argument("--data-root", help="root folder of real datasets (for the studies)")
     p.set_defaults(func=main)
 
 
@@ -36,7 +43,65 @@ def main(args: argparse.Namespace) -> int:
 
     output_file(args.out, "--out")
     t0 = time.perf_counter()
-    path = write_report(args.out, args.leaderboard, args.results)
+    sections: list[str] = []
+    if args.studies != "none" and args.results:
+        names = None if args.studies == "all" else args.studies.split(",")
+        sections = study_sections(args.results, args.data_root, names)
+    path = write_report(args.out, args.leaderboard, args.results, sections)
     size = path.stat().st_size / 1024
     print(f"wrote {path} ({size:.0f} KiB, {time.perf_counter() - t0:.1f} s)")
     return 0
+
+
+def study_sections(
+    results: str, data_root: str | None, names: list[str] | None = None
+) -> list[str]:
+    """One HTML section per paper study: each claim's published and measured numbers and
+    its verdict, judged from the stored runs of ``results`` (nothing runs)."""
+    from benchmark.cli.studies import (
+        DATA_MISSING,
+        STUDIES,
+        evaluate,
+        load_studies,
+        measured_text,
+        published_text,
+    )
+    from benchmark.report import esc
+    from benchmark.store import Store
+
+    load_studies()
+    store = Store(results)
+    out = [
+        '<section id="studies"><h2>paper studies</h2><p class="muted">claims of seed papers '
+        "judged on the stored runs (bench reproduce STUDY runs what is missing)</p>"
+    ]
+    for name in names or STUDIES.names():
+        study = STUDIES.get(name)
+        result = evaluate(study, store, data_root=data_root)
+        seeds = tuple(study.seeds)
+        part = [
+            f'<section id="study-{esc(name)}"><h3>{esc(name)}</h3>',
+            f'<p class="muted">{esc(study.paper)}; runs: {esc(", ".join(study.methods))} on '
+            f"{esc(study.dataset)}, seeds {esc(' '.join(map(str, seeds)))}</p>",
+        ]
+        if result.data_missing:
+            part.append(f"<p>data missing: {esc(result.data_missing)}</p>")
+        part.append('<table><thead><tr><th>claim</th><th>published</th><th>measured</th>'
+                    "<th>verdict</th></tr></thead><tbody>")  # fmt: skip
+        for c in result.claims:
+            published = "<br>".join(esc(published_text(p)) for p in c.claim.published)
+            measured = (
+                ""
+                if c.verdict == DATA_MISSING
+                else "<br>".join(esc(measured_text(c.claim, m, seeds)) for m in c.measured)
+            )
+            verdict = esc(c.verdict + (f" ({c.why})" if c.why else ""))
+            part.append(
+                f'<tr><td class="text">{esc(c.claim.text())}</td><td class="text">'
+                f'{published or esc(c.claim.note)}</td><td class="text">{measured}</td>'
+                f'<td class="text verdict">{verdict}</td></tr>'
+            )
+        part.append("</tbody></table></section>")
+        out.append("".join(part))
+    out.append("</section>")
+    return out

@@ -1,0 +1,158 @@
+"""``bench card``: lenses per dataset, numbers equal to the run records, no training without
+``--train``, bad input, escaping, and the page in a headless browser."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import tiny_settings
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def browser() -> str | None:
+    return next((b for b in map(shutil.which, BROWSERS) if b), None)
+
+
+def stored(results: Path) -> dict[str, dict]:
+    return {
+        p.stem: json.loads(p.read_text()) for p in sorted((results / "runs").glob("*.json"))
+    }
+
+
+@pytest.mark.parametrize(
+    ("dataset", "posthoc", "lenses"),
+    [
+        ("waterbirds-synth", "gradcam", {"bias", "calibration", "explain"}),
+        ("digits-ood", "energy", {"calibration", "ood"}),
+    ],
+)
+def test_card_numbers_equal_the_run_records(
+    cli, tmp_path: Path, dataset: str, posthoc: str, lenses: set[str]
+) -> None:
+    """The card, made from the checkpoints alone (run records deleted), shows exactly the
+    metrics of the separate ``bench run`` records of the same checkpoint."""
+    settings = tiny_settings(dataset)
+    first = tmp_path / "first"
+    for method in ("erm", posthoc):  # the post-hoc method on erm's checkpoint
+        code, _, err = cli(
+            "run", "--method", method, "--dataset", dataset, "--set", *settings,
+            "--results", first, "--quiet",
+        )  # fmt: skip
+        assert code == 0, err
+    records = stored(first)
+    by_method = {r["method"]: r for r in records.values()}
+    second = tmp_path / "second"
+    shutil.copytree(first / "checkpoints", second / "checkpoints")
+    out = tmp_path / "card"
+    code, text, err = cli(
+        "card", "--method", "erm", "--dataset", dataset, "--set", *settings,
+        "--results", second, "--out", out, "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    card = json.loads(text)
+    assert card == json.loads((out / "card.json").read_text())
+    assert card["explainer"] == "gradcam" and card["detector"] == "energy"
+    (erm,) = card["methods"]
+    supported = {name for name, lens in erm["lenses"].items() if lens["values"]}
+    assert supported == lenses
+    for name, lens in erm["lenses"].items():
+        assert bool(lens["absent"]) != bool(lens["values"]), name
+        for key, value in lens["values"].items():
+            metric, _, split = key.partition("@")
+            split = split.split(" ")[0] or "test"
+            source = by_method[posthoc] if name in ("ood", "explain") else by_method["erm"]
+            if " (own " in key:
+                source = by_method["erm"]
+            assert value == source["metrics"][split][metric], (name, key)
+    # the card re-made the same records (same run ids) from the checkpoints
+    assert set(stored(second)) == set(records)
+    page = (out / "card.html").read_text()
+    assert "gradcam" in page and "energy" in page and "not supported" in page
+    assert (out / "reliability-erm.png").is_file()
+
+
+def test_card_refuses_to_train_without_a_checkpoint(cli, tmp_path: Path) -> None:
+    results = tmp_path / "empty"
+    code, out, err = cli(
+        "card", "--method", "erm", "--dataset", "digits-ood",
+        "--set", *tiny_settings("digits-ood"), "--results", results,
+    )  # fmt: skip
+    assert code == 2 and out == ""
+    assert "no trained checkpoint" in err and "bench run --method erm --dataset digits-ood" in err
+    assert err.strip().count("\n") == 0
+    assert not (results / "checkpoints").exists() or not any((results / "checkpoints").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("--method", "ermm", "--dataset", "digits-ood"), "did you mean 'erm'"),
+        (("--method", "erm", "--dataset", "digits-odd"), "did you mean 'digits-ood'"),
+        (("--method", "erm", "--dataset", "digits-ood", "--explainer", "gradcm"), "'gradcam'"),
+        (("--method", "erm", "--dataset", "digits-ood", "--set", "epochz=1"), "'epochs'"),
+    ],
+)
+def test_card_bad_input_is_one_line(cli, tmp_path: Path, args: tuple, expected: str) -> None:
+    code, out, err = cli("card", *args, "--results", tmp_path / "r")
+    assert code == 2 and out == "", err
+    assert expected in err and err.strip().count("\n") == 0
+
+
+def test_card_page_escapes_every_text() -> None:
+    from benchmark.cli.card import card_html
+
+    record = {
+        "dataset": "<img src=x data-pwned=1>",
+        "seed": 0,
+        "settings": {"note": "<script>alert(1)</script>"},
+        "dataset_fingerprint": '"><b>x',
+        "explainer": "gradcam",
+        "detector": "energy",
+        "methods": [{"method": "a&b", "lenses": {}}],
+    }
+    page = card_html(record, [("bias", "<i>metric</i>", ["<u>1</u>"])], [])
+    assert "<script>alert" not in page and "<img src=x" not in page and "<u>" not in page
+    assert "&lt;script&gt;" in page and "a&amp;b" in page
+    assert "script-src" not in page and "default-src 'none'" in page  # no script may run
+
+
+@pytest.mark.skipif(browser() is None, reason="no headless Chromium/Chrome installed here")
+def test_card_renders_in_a_headless_browser(cli, tmp_path: Path) -> None:
+    settings = tiny_settings("waterbirds-synth")
+    results = tmp_path / "results"
+    code, _, err = cli(
+        "run", "--method", "erm", "--dataset", "waterbirds-synth", "--set", *settings,
+        "--results", results, "--quiet",
+    )  # fmt: skip
+    assert code == 0, err
+    out = tmp_path / "card"
+    code, _, err = cli(
+        "card", "--method", "erm", "--dataset", "waterbirds-synth", "--set", *settings,
+        "--results", results, "--out", out, "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    card = json.loads((out / "card.json").read_text())
+    run = subprocess.run(
+        [browser(), "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+         (out / "card.html").as_uri()],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    dom = run.stdout
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", dom, flags=re.S)
+    cells = [re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", r, flags=re.S) for r in rows]
+    table = {(c[0], c[1]): c[2] for c in cells[1:]}
+    lenses = card["methods"][0]["lenses"]
+    worst = lenses["bias"]["values"]["worst_group"]
+    assert table[("bias", "worst_group ↑")] == f"{worst * 100:.2f}"
+    assert table[("OoD detection", "not supported")] == "waterbirds-synth has no OoD split"
+    assert table[("explanations", "scored by")] == "gradcam on erm"
+    assert "miou ↑" in {k[1] for k in table}
+    assert dom.count("<img ") == len(list(out.glob("*.png")))  # every panel is on the page
