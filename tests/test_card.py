@@ -21,9 +21,7 @@ def browser() -> str | None:
 
 
 def stored(results: Path) -> dict[str, dict]:
-    return {
-        p.stem: json.loads(p.read_text()) for p in sorted((results / "runs").glob("*.json"))
-    }
+    return {p.stem: json.loads(p.read_text()) for p in sorted((results / "runs").glob("*.json"))}
 
 
 @pytest.mark.parametrize(
@@ -120,7 +118,7 @@ def test_card_page_escapes_every_text() -> None:
     page = card_html(record, [("bias", "<i>metric</i>", ["<u>1</u>"])], [])
     assert "<script>alert" not in page and "<img src=x" not in page and "<u>" not in page
     assert "&lt;script&gt;" in page and "a&amp;b" in page
-    assert "script-src" not in page and "default-src 'none'" in page  # no script may run
+    assert "script-src" not in page and "default-src &#x27;none&#x27;" in page  # no script
 
 
 @pytest.mark.skipif(browser() is None, reason="no headless Chromium/Chrome installed here")
