@@ -81,8 +81,16 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="the settings the checkpoints were trained with (as for bench run)",
     )
-    p.add_argument("--explainer", default="gradcam", help="post-hoc explainer (default gradcam)")
-    p.add_argument("--detector", default="energy", help="post-hoc OoD detector (default energy)")
+    p.add_argument(
+        "--explainer",
+        default="gradcam",
+        help="post-hoc explainer (default gradcam; 'none' skips the explanation lens)",
+    )
+    p.add_argument(
+        "--detector",
+        default="energy",
+        help="post-hoc OoD detector (default energy; 'none' skips the OoD lens)",
+    )
     p.add_argument("--train", action="store_true", help="train a checkpoint that is missing")
     p.add_argument("--out", help="output folder (default RESULTS/cards/<dataset>-<methods>)")
     p.add_argument("--results", help="results folder (else $BENCH_RESULTS, else ./results)")
@@ -169,7 +177,8 @@ def score_methods(
     guarded = _Guarded(store, allow_train)
     runner = Runner(guarded, select_device(device), data_root, progress=False)
     for name in (explainer, detector):
-        METHODS.get(name)  # unknown names fail before anything runs
+        if name != "none":
+            METHODS.get(name)  # unknown names fail before anything runs
     for m in methods:
         runner.plan(m, dataset, seed, dict(settings))  # names, settings, compatibility
     tracks = tracks_of(dataset)
@@ -211,7 +220,11 @@ def score_methods(
         # OoD: the detector on this checkpoint, plus the method's own score when it has one
         if ood_splits:
             lens = Lens("ood")
-            post = _posthoc(runner, guarded, detector, m, dataset, seed, settings)
+            post = (
+                "skipped (--detector none)"
+                if detector == "none"
+                else _posthoc(runner, guarded, detector, m, dataset, seed, settings)
+            )
             if isinstance(post, str):
                 lens.absent = post
             else:
@@ -237,7 +250,11 @@ def score_methods(
             if any(k in test for k in LENS_KEYS["explain"]):
                 card.lenses["explain"] = from_record("explain", record, f"{m} (its own maps)")
             else:
-                post = _posthoc(runner, guarded, explainer, m, dataset, seed, settings)
+                post = (
+                    "skipped (--explainer none)"
+                    if explainer == "none"
+                    else _posthoc(runner, guarded, explainer, m, dataset, seed, settings)
+                )
                 if isinstance(post, str):
                     card.lenses["explain"] = Lens("explain", absent=post)
                 else:
@@ -309,8 +326,10 @@ def card_rows(cards: Sequence[MethodCard]) -> list[tuple[str, str, list[str]]]:
                 if k not in keys:
                     keys.append(k)
         if not keys:
-            why = next((c.lenses[lens].absent for c in cards if c.lenses[lens].absent), "")
-            rows.append((LENS_TITLES[lens], "not supported", [why] * len(cards)))
+            whys = [c.lenses[lens].absent for c in cards]
+            dataset_lacks = all(" has no " in w or " is not a " in w for w in whys)
+            label = "not supported" if dataset_lacks else "not scored"
+            rows.append((LENS_TITLES[lens], label, whys))
             continue
         src = [c.lenses[lens].source or c.lenses[lens].absent for c in cards]
         rows.append((LENS_TITLES[lens], "scored by", src))
@@ -398,7 +417,7 @@ def card_html(record: Mapping[str, Any], rows: Sequence[Any], figures: Sequence[
         "</tr></thead><tbody>",
     ]
     for lens, label, cells in rows:
-        cls = ' class="absent"' if label == "not supported" else ""
+        cls = ' class="absent"' if label in ("not supported", "not scored") else ""
         body.append(
             f'<tr{cls}><td class="text">{esc(lens)}</td><td class="text">{esc(label)}</td>'
             + "".join(f"<td>{esc(c)}</td>" for c in cells)
