@@ -146,7 +146,7 @@ def test_page_renders_and_sorts_in_a_headless_browser(
     board, results = page_inputs
     page = tmp_path / "report.html"
     page.write_text(build_report([board], results))
-    acc_col = 3  # method, selection, n, acc
+    acc_col = 4  # method, selection, n, verification, acc
 
     def dom(fragment: str) -> str:
         run = subprocess.run(
@@ -169,7 +169,7 @@ def test_page_renders_and_sorts_in_a_headless_browser(
     assert values == sorted(values) and len(values) == 3
     descending = dom(f"#sort=t0:{acc_col}:desc")
     assert [float(v) for v in acc_order(descending)] == sorted(values, reverse=True)
-    assert 'data-sorted="3:desc"' in descending
+    assert f'data-sorted="{acc_col}:desc"' in descending
 
 
 def test_saliency_overlay_from_stored_predictions(tmp_path: Path) -> None:
