@@ -187,11 +187,14 @@ def test_installed_wheel_ships_plugins_and_keeps_datasets(tmp_path: Path) -> Non
         capture_output=True,
     )
     assert (target / "benchmark" / "_builtin" / "methods" / "erm.py").is_file()
+    assert (target / "benchmark" / "_builtin" / "studies" / "tde_glyph_lt.py").is_file()
     code = (
         "import datasets, benchmark; from benchmark.plugins import builtin_dir; "
         "benchmark.load_plugins(); from benchmark.method import METHODS; "
         "from benchmark.sources import core_hash, source_hash; "
-        "print(benchmark.__file__, builtin_dir('methods'), 'erm' in METHODS, "
+        "from benchmark.cli.studies import STUDIES, load_studies; load_studies(); "
+        "print(benchmark.__file__, builtin_dir('methods'), 'erm' in METHODS and "
+        "'tde-glyph-lt' in STUDIES, "
         "hasattr(datasets, 'load_dataset'), core_hash(), source_hash(METHODS.get('tde')))"
     )
     env = {**os.environ, "PYTHONPATH": str(target)}

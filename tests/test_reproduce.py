@@ -121,7 +121,7 @@ def test_a_claim_that_fails_is_not_reproduced(cli, studies: None, tmp_path: Path
     # a second time: nothing runs, the same verdicts; the text shows published and measured
     code, out, err = cli("reproduce", "opposite-claims", "--plugin", plugin, "--results", results)
     assert code == EXIT_NOT_REPRODUCED
-    assert "2 already stored, 0 ran now" in out and "published (X: ce 1, erm 0.5" in out
+    assert "2 already stored, 0 ran now" in out and "published (X: ce 1.0, erm 0.5" in out
     assert f"measured (glyph-lt): ce {ce * 100:.2f}" in out
     assert "verdict: not reproduced" in out
 

@@ -381,7 +381,7 @@ def measured_text(claim: Claim, got: Measured, seeds: Sequence[int]) -> str:
 
 
 def published_text(p: Published) -> str:
-    values = ", ".join(f"{m} {v:g}" for m, v in p.values.items())
+    values = ", ".join(f"{m} {v}" for m, v in p.values.items())
     status = "verified" if p.verified else "unverified: a direction, not a target"
     return f"{p.setting}: {values} [{p.source}; {status}]"
 
