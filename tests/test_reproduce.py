@@ -186,3 +186,20 @@ def test_report_has_a_section_per_study(cli, studies: None, tmp_path: Path) -> N
     assert "verdict" in section and ("reproduced" in section)
     cifar = html.split('id="study-tde-cifar10-lt"', 1)[1].split("</section>", 1)[0]
     assert "not run: data missing" in cifar and "expected layout" in cifar
+
+
+def test_a_study_in_a_plugin_folder_is_discovered(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    tiny_study(folder / "folder_study.py", "folder-study")
+    env = {**os.environ, "BENCH_PLUGIN_PATH": str(folder)}
+    run = subprocess.run(
+        [sys.executable, "-m", "benchmark", "reproduce", "--list"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "folder-study" in run.stdout and "tde-glyph-lt" in run.stdout
