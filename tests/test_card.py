@@ -159,3 +159,30 @@ def test_card_renders_in_a_headless_browser(cli, tmp_path: Path) -> None:
     assert table[("explanations", "scored by")] == "gradcam on erm"
     assert "miou ↑" in {k[1] for k in table}
     assert dom.count("<img ") == len(list(out.glob("*.png")))  # every panel is on the page
+
+
+def test_report_shows_the_written_cards(tmp_path: Path) -> None:
+    from benchmark.cli.report import card_sections
+
+    folder = tmp_path / "cards" / "x"
+    folder.mkdir(parents=True)
+    lens = {"values": {"worst_group": 0.25}, "source": "erm", "run_ids": ["abc"], "absent": ""}
+    absent = {"values": {}, "source": "", "run_ids": [], "absent": "x has no OoD split"}
+    record = {
+        "dataset": "x<b>",
+        "seed": 0,
+        "settings": {},
+        "dataset_fingerprint": "f",
+        "explainer": "gradcam",
+        "detector": "energy",
+        "methods": [{"method": "erm", "lenses": {"bias": lens, "ood": absent}}],
+    }
+    (folder / "card.json").write_text(json.dumps(record))
+    (folder / "reliability-erm.png").write_bytes(b"\x89PNG")
+    (tmp_path / "cards" / "broken").mkdir()
+    (tmp_path / "cards" / "broken" / "card.json").write_text("{")
+    broken, card = card_sections(str(tmp_path))  # sorted by folder: broken/, x/
+    assert "unreadable card" in broken
+    html = card
+    assert "<td>25.00</td>" in html and "x has no OoD split" in html and "x&lt;b&gt;" in html
+    assert 'src="data:image/png;base64,' in html

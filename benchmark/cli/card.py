@@ -315,29 +315,24 @@ def _arrow(key: str) -> str:
     return arrow(key.split("@")[0].split(" ")[0])
 
 
-def card_rows(cards: Sequence[MethodCard]) -> list[tuple[str, str, list[str]]]:
-    """(lens title, metric label, one cell per method) for the side-by-side table; a lens
-    no method has is one row saying why."""
+def card_rows(methods: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, list[str]]]:
+    """(lens title, metric label, one cell per method) for the side-by-side table, from the
+    card record's ``methods``; a lens no method has is one row saying why."""
     rows: list[tuple[str, str, list[str]]] = []
     for lens in LENS_KEYS:
+        got = [m["lenses"].get(lens, {"values": {}, "source": "", "absent": ""}) for m in methods]
         keys: list[str] = []
-        for c in cards:
-            for k in c.lenses[lens].values:
-                if k not in keys:
-                    keys.append(k)
+        for g in got:
+            keys += [k for k in g["values"] if k not in keys]
         if not keys:
-            whys = [c.lenses[lens].absent for c in cards]
+            whys = [g["absent"] for g in got]
             dataset_lacks = all(" has no " in w or " is not a " in w for w in whys)
             label = "not supported" if dataset_lacks else "not scored"
             rows.append((LENS_TITLES[lens], label, whys))
             continue
-        src = [c.lenses[lens].source or c.lenses[lens].absent for c in cards]
-        rows.append((LENS_TITLES[lens], "scored by", src))
+        rows.append((LENS_TITLES[lens], "scored by", [g["source"] or g["absent"] for g in got]))
         for k in keys:
-            cells = [
-                _fmt(k, c.lenses[lens].values[k]) if k in c.lenses[lens].values else "—"
-                for c in cards
-            ]
+            cells = [_fmt(k, g["values"][k]) if k in g["values"] else "—" for g in got]
             rows.append((LENS_TITLES[lens], k + _arrow(k), cells))
     return rows
 
@@ -398,21 +393,21 @@ def card_json(
     }
 
 
-def card_html(record: Mapping[str, Any], rows: Sequence[Any], figures: Sequence[Any]) -> str:
-    """The card page: the side-by-side table and the panels (images as data URIs); every
-    text escaped, no script (the Content Security Policy allows none)."""
-    from benchmark.report import STYLE, esc
+def card_body(record: Mapping[str, Any], rows: Sequence[Any], figures: Sequence[Any]) -> str:
+    """The card's HTML fragment (heading level ``h2``): what was scored, the side-by-side
+    table and the panels (images as data URIs); every text escaped. ``bench report`` shows
+    the same fragment."""
+    from benchmark.report import esc
 
     methods = [m["method"] for m in record["methods"]]
-    title = f"robustness card: {', '.join(methods)} on {record['dataset']}"
     settings = " ".join(f"{k}={v}" for k, v in sorted(record["settings"].items())) or "defaults"
     body = [
-        f"<h1>{esc(title)}</h1>",
+        f"<h2>{esc(card_title(record))}</h2>",
         f'<p class="muted">seed {esc(record["seed"])} · settings {esc(settings)} · dataset '
         f"fingerprint {esc(record['dataset_fingerprint'])} · explainer "
         f"<b>{esc(record['explainer'])}</b> · OoD detector <b>{esc(record['detector'])}</b> "
         "(post hoc, on each method's checkpoint) · values in % (dcor² raw)</p>",
-        '<table id="card"><thead><tr><th>lens</th><th>metric</th>',
+        '<table class="card"><thead><tr><th>lens</th><th>metric</th>',
         *(f'<th class="method">{esc(m)}</th>' for m in methods),
         "</tr></thead><tbody>",
     ]
@@ -424,29 +419,51 @@ def card_html(record: Mapping[str, Any], rows: Sequence[Any], figures: Sequence[
             + "</tr>"
         )
     body.append("</tbody></table>")
-    body.append('<p class="muted">run records: ')
-    body.append(
-        "; ".join(
-            esc(
-                f"{m['method']}: "
-                + " ".join(sorted({i for v in m["lenses"].values() for i in v["run_ids"]}))
-            )
-            for m in record["methods"]
-        )
-    )
-    body.append("</p>")
+    runs = [
+        f"{m['method']}: "
+        + " ".join(sorted({i for v in m["lenses"].values() for i in v["run_ids"]}))
+        for m in record["methods"]
+    ]
+    body.append(f'<p class="muted">run records: {esc("; ".join(runs))}</p>')
     for name, caption, png in figures:
         body.append(
             f'<figure><img src="{esc(png)}" alt="{esc(caption)}" data-file="{esc(name)}">'
             f"<figcaption>{esc(caption)}</figcaption></figure>"
         )
+    return "\n".join(body)
+
+
+def card_title(record: Mapping[str, Any]) -> str:
+    methods = ", ".join(m["method"] for m in record["methods"])
+    return f"robustness card: {methods} on {record['dataset']}"
+
+
+def card_html(record: Mapping[str, Any], rows: Sequence[Any], figures: Sequence[Any]) -> str:
+    """The card page: :func:`card_body` in a static page with no script (its Content
+    Security Policy allows none)."""
+    from benchmark.report import STYLE, esc
+
     csp = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{esc(csp)}">'
-        f"<title>{esc(title)}</title><style>{STYLE} tr.absent td {{ color: #888; }}</style>"
-        "</head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n"
+        f"<title>{esc(card_title(record))}</title><style>{STYLE} tr.absent td "
+        "{ color: #888; }</style></head>\n<body>\n"
+        + card_body(record, rows, figures)
+        + "\n</body></html>\n"
     )
+
+
+def read_card(folder: Path) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+    """A written card (``card.json`` and its PNG panels) read back, for ``bench report``."""
+    import base64
+
+    record = json.loads((folder / "card.json").read_text())
+    figures = [
+        (p.name, p.stem, "data:image/png;base64," + base64.b64encode(p.read_bytes()).decode())
+        for p in sorted(folder.glob("*.png"))
+    ]
+    return record, figures
 
 
 def write_card(out: Path, record: Mapping[str, Any], rows: Sequence[Any], figures: Any) -> Path:
@@ -498,7 +515,7 @@ def main(args: argparse.Namespace) -> int:
     record = card_json(
         cards, args.dataset, bundle, args.seed, settings, args.explainer, args.detector
     )
-    rows = card_rows(cards)
+    rows = card_rows(record["methods"])
     figures = panels(cards, args.dataset)
     out = (
         Path(args.out) if args.out else store.root / "cards" / f"{args.dataset}-{'-'.join(methods)}"

@@ -47,6 +47,8 @@ def main(args: argparse.Namespace) -> int:
     if args.studies != "none" and args.results:
         names = None if args.studies == "all" else args.studies.split(",")
         sections = study_sections(args.results, args.data_root, names)
+    if args.results:
+        sections += card_sections(args.results)
     path = write_report(args.out, args.leaderboard, args.results, sections)
     size = path.stat().st_size / 1024
     print(f"wrote {path} ({size:.0f} KiB, {time.perf_counter() - t0:.1f} s)")
@@ -104,4 +106,22 @@ def study_sections(
         part.append("</tbody></table></section>")
         out.append("".join(part))
     out.append("</section>")
+    return out
+
+
+def card_sections(results: str) -> list[str]:
+    """One section per robustness card written under ``RESULTS/cards/`` (``bench card``)."""
+    from pathlib import Path
+
+    from benchmark.cli.card import card_body, card_rows, read_card
+    from benchmark.report import esc
+
+    out = []
+    for i, path in enumerate(sorted(Path(results, "cards").glob("*/card.json"))):
+        try:
+            record, figures = read_card(path.parent)
+            body = card_body(record, card_rows(record["methods"]), figures)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            body = f'<p class="muted">{esc(path)}: unreadable card ({esc(exc)})</p>'
+        out.append(f'<section id="card-{i}">{body}</section>')
     return out
