@@ -186,6 +186,17 @@ def test_report_has_a_section_per_study(cli, studies: None, tmp_path: Path) -> N
     assert "verdict" in section and ("reproduced" in section)
     cifar = html.split('id="study-tde-cifar10-lt"', 1)[1].split("</section>", 1)[0]
     assert "not run: data missing" in cifar and "expected layout" in cifar
+    # the page judges the runs stored with another torch thread count (the run ids hold it)
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(before + 1)
+    try:
+        other = "\n".join(study_sections(results, None, ["tiny-study"]))
+    finally:
+        torch.set_num_threads(before)
+    assert f"judged from runs made with {before} torch thread(s)" in other
+    assert "runs missing" not in other and "verdict" in other
 
 
 def test_a_study_in_a_plugin_folder_is_discovered(tmp_path: Path) -> None:

@@ -79,7 +79,7 @@ def study_sections(
     ]
     for name in names or STUDIES.names():
         study = STUDIES.get(name)
-        result = evaluate(study, store, data_root=data_root)
+        result = evaluate(study, store, data_root=data_root, other_threads=True)
         seeds = tuple(study.seeds)
         part = [
             f'<section id="study-{esc(name)}"><h3>{esc(name)}</h3>',
@@ -88,6 +88,8 @@ def study_sections(
         ]
         if result.data_missing:
             part.append(f"<p>data missing: {esc(result.data_missing)}</p>")
+        if result.env_note:
+            part.append(f'<p class="muted">{esc(result.env_note)}</p>')
         part.append('<table><thead><tr><th>claim</th><th>published</th><th>measured</th>'
                     "<th>verdict</th></tr></thead><tbody>")  # fmt: skip
         for c in result.claims:

@@ -205,6 +205,7 @@ class StudyResult:
     stored: int = 0
     missing: list[str] = field(default_factory=list)  # run commands not in the store
     other_env: dict[str, int] = field(default_factory=dict)  # env -> missing runs stored there
+    env_note: str = ""  # when judged from runs of another thread count (bench report)
 
     def exit_code(self) -> int:
         """1 a run failed, 3 a claim did not reproduce, 4 data missing, 5 runs not stored
@@ -269,9 +270,14 @@ def evaluate(
     launcher: Any = None,
     data_root: str | None = None,
     device: str = "auto",
+    other_threads: bool = False,
 ) -> StudyResult:
     """Run what ``study`` misses (through ``launcher``; None = run nothing, read the store)
-    and judge every claim."""
+    and judge every claim.
+
+    ``other_threads`` (only without a launcher: ``bench report``): when this environment
+    lacks runs that the store holds, every one of them, from this torch and CPU with another
+    torch thread count, judge those runs instead (``StudyResult.env_note`` says so)."""
     from benchmark.device import select_device
     from benchmark.errors import BenchError, DatasetNotFoundError
     from benchmark.runner import Runner
@@ -294,6 +300,20 @@ def evaluate(
     result.missing = [reproduce_command(m, study.dataset, [s], study.settings) for m, s in missing]
     if missing:
         result.other_env = stored_elsewhere([planned[k] for k in missing], store)
+    if missing and launcher is None and other_threads and runner.device.type == "cpu":
+        threads = threads_holding_all([planned[k] for k in missing], store, runner.device)
+        if threads is not None:
+            import torch
+
+            before = torch.get_num_threads()
+            torch.set_num_threads(threads)  # the thread count is part of the run ids
+            try:
+                other = evaluate(study, store, data_root=data_root, device=device)
+            finally:
+                torch.set_num_threads(before)
+            if not other.missing:
+                other.env_note = f"judged from runs made with {threads} torch thread(s)"
+                return other
     failed_methods: set[str] = set()
     if missing and launcher is not None:
         from benchmark.sweep import Sweep, SweepSpec
@@ -343,6 +363,29 @@ def stored_elsewhere(planned: Sequence[Any], store: Any) -> dict[str, int]:
         if key in wanted and not r.extra_splits:
             found.setdefault(env_text(r.env_key), set()).add(key)
     return {env: len(keys) for env, keys in found.items()}
+
+
+def threads_holding_all(planned: Sequence[Any], store: Any, device: Any) -> int | None:
+    """A torch thread count with which the store holds every one of ``planned`` (same
+    torch, device and CPU instruction set, same code, data, settings and seed), or None."""
+    from benchmark.device import environment_key
+
+    if not planned:
+        return None
+    here = {k: v for k, v in environment_key(device).items() if k != "threads"}
+    wanted = {
+        (p.method, p.dataset, p.bundle.fingerprint, _key(p.hparams), p.seed, p.code["hash"])
+        for p in planned
+    }
+    found: dict[int, set[tuple[Any, ...]]] = {}
+    for r in store.records():
+        env = dict(r.env_key)
+        threads = env.pop("threads", None)
+        key = (r.method, r.dataset, r.dataset_fingerprint, _key(r.hparams), r.seed, r.code["hash"])
+        if threads is not None and env == here and key in wanted and not r.extra_splits:
+            found.setdefault(int(threads), set()).add(key)
+    full = sorted(n for n, keys in found.items() if keys == wanted)
+    return full[0] if full else None
 
 
 def _key(hparams: Mapping[str, Any]) -> str:
