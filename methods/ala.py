@@ -30,17 +30,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from benchmark import (
     AT_LEAST_ONE,
     NON_NEGATIVE,
-    Batch,
     Bundle,
     HParam,
     Method,
-    Outputs,
     Range,
     Trainer,
     register_method,
@@ -50,11 +47,11 @@ from benchmark.method import HP
 from benchmark.tracks.attention import (
     AttentionLatticeModel,
     ExistingFile,
+    TwoBranchExplainer,
     aea_frozen,
     clip_renormalise,
     load_clip_visual,
     set_ala_frozen,
-    upsample_map,
 )
 from benchmark.tracks.backbones import VisionTransformer
 from benchmark.training import make_optimizer
@@ -64,7 +61,7 @@ VIT_BACKBONES = ("vit-tiny", "vit-b16", "vit-micro")
 
 
 @register_method("ala")
-class ALA(Method):
+class ALA(TwoBranchExplainer, Method):
     """ALA: lattice side branch over several ViT blocks, attention-weighted perception, AEA."""
 
     paper = "Hirano et al., Attention Lattice Adapter, JSAI 2024 (arXiv 2509.14664)"
@@ -178,27 +175,6 @@ class ALA(Method):
     def on_epoch_start(self, epoch: int) -> None:
         if self.hp.aea:
             set_ala_frozen(self.model, aea_frozen(epoch))
-
-    def loss(self, batch: Batch) -> torch.Tensor:
-        logits, att_logits, _, _ = self.model.forward_all(batch.x)
-        return F.cross_entropy(logits, batch.y) + self.hp.att_weight * F.cross_entropy(
-            att_logits, batch.y
-        )
-
-    # -- inference ---------------------------------------------------------------------
-    def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
-
-    def predict_batch(self, x: torch.Tensor) -> Outputs:
-        logits, _, m, features = self.model.forward_all(x)
-        probs = torch.softmax(logits.float(), dim=1)
-        return Outputs(
-            logits=logits,
-            features=features,
-            ood_score=probs.max(dim=1).values,
-            ood_score_kind="msp",
-            saliency=upsample_map(m, tuple(x.shape[-2:])),
-        )
 
     def summary(self) -> dict[str, Any]:
         model = self.model
