@@ -318,3 +318,43 @@ def test_ala_trains_on_a_clip_checkpoint_without_a_base(tmp_path: Path) -> None:
     assert record.hparams["backbone"] == "vit-b16"
     assert record.details["method"]["clip"]["format"] == "openai-torchscript"
     assert 0.0 <= record.metrics["test"]["miou"] <= 1.0
+
+
+# -- shared loss and the built-in ViT base ------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["abn", "ala"])
+def test_two_branch_loss_is_perception_plus_weighted_attention_ce(name: str) -> None:
+    """Both explainers share one loss (``TwoBranchExplainer``): CE(perception) +
+    att_weight·CE(attention branch), with the logits ``forward_all`` returns."""
+    torch.manual_seed(0)
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 1])
+    for weight in (0.0, 0.3):
+        if name == "abn":
+            method = METHODS.get("abn")(
+                info(32), {"backbone": "tiny-cnn", "att_weight": weight}, "cpu"
+            )
+            method.model = AttentionBranchNetwork(build_backbone("tiny-cnn", (3, 32, 32)), 3)
+        else:
+            method, _ = ala_method(32, att_weight=weight)
+        method.model.eval()
+        logits, att_logits, _, _ = method.model.forward_all(x)
+        want = nn.functional.cross_entropy(logits, y) + weight * nn.functional.cross_entropy(
+            att_logits, y
+        )
+        got = method.loss(Batch(x, y, {}, torch.arange(4), 0, 0))
+        torch.testing.assert_close(got, want)
+
+
+def test_ala_base_is_the_readme_erm_vit_run() -> None:
+    """The built-in ALA base is ``erm --set backbone=vit-micro`` under the dataset's protocol
+    (the README's command trains and caches that very checkpoint): vit-tiny costs ~1 s a step
+    on one CPU thread, an hour for objects-masks' protocol."""
+    from benchmark.dataset import DATASETS
+
+    dataset = DATASETS.get("objects-masks")
+    ala = resolve_hparams(METHODS.get("ala"), dataset, {})
+    erm_cls = METHODS.get("erm")
+    erm = resolve_hparams(erm_cls, dataset, {"backbone": "vit-micro"})
+    assert {k: ala[k] for k in erm_cls.declared()} == erm
+    assert ala["backbone"] == "vit-micro" and ala["ala_epochs"] % 2 == 0

@@ -8,6 +8,8 @@
 - ``load_clip_visual``: CLIP's image encoder from a local checkpoint file, OpenAI's released
   TorchScript archive (``ViT-B-16.pt``) or an open_clip state dict, loaded key for key.
 - ``upsample_map``: an attention map (N, h, w) in [0, 1] to the input size, still in [0, 1].
+- ``TwoBranchExplainer``: the loss and inference both methods share (a mixin for their
+  ``Method`` classes).
 
 A track module: it hashes with the plugins that import it (``methods/abn.py``,
 ``methods/ala.py``).
@@ -26,8 +28,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.backbones import Backbone, BasicBlockA, CifarResNet, SmallCNN, TorchvisionResNet
+from benchmark.contracts import Batch
 from benchmark.errors import BenchError
 from benchmark.hparams import Valid
+from benchmark.outputs import Outputs
 from benchmark.tracks.backbones import (
     ResidualAttentionBlock,
     VisionTransformer,
@@ -42,6 +46,39 @@ def upsample_map(m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         m = m[:, None]
     out = F.interpolate(m.float(), size=size, mode="bilinear", align_corners=False)[:, 0]
     return out.clamp_(0.0, 1.0)
+
+
+class TwoBranchExplainer:
+    """Loss and inference of a method whose ``model.forward_all(x)`` returns (perception
+    logits (N, K), attention-branch logits (N, K), map M (N, h, w) or (N, 1, h, w) in [0, 1],
+    pooled features (N, D)): ABN and ALA. Mix in before ``Method``; reads ``hp.att_weight``.
+
+    Loss = CE(perception) + ``att_weight``·CE(attention branch) (ABN §3.3; the JSAI ALA code's
+    two terms). Accuracy and Insertion/Deletion use the perception logits; the explanation is
+    M bilinearly upsampled to the input (no min-max step, as ABN's official visualiser)."""
+
+    model: Any
+    hp: Any
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        logits, att_logits, _, _ = self.model.forward_all(batch.x)
+        return F.cross_entropy(logits, batch.y) + self.hp.att_weight * F.cross_entropy(
+            att_logits, batch.y
+        )
+
+    def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def predict_batch(self, x: torch.Tensor) -> Outputs:
+        logits, _, m, features = self.model.forward_all(x)
+        probs = torch.softmax(logits.float(), dim=1)
+        return Outputs(
+            logits=logits,
+            features=features,
+            ood_score=probs.max(dim=1).values,
+            ood_score_kind="msp",
+            saliency=upsample_map(m, tuple(x.shape[-2:])),
+        )
 
 
 # -- ABN --------------------------------------------------------------------------------------
