@@ -229,7 +229,9 @@ def test_belief_matching_loss_is_finite_for_extreme_logits() -> None:
     x = torch.randn(2, 1, 8, 8)
     plain = belief_matching_loss(bm.model(x.flatten(1)), batch.y, 1.0, 0.01)
     bm.model = torch.nn.Sequential(torch.nn.Flatten(), bm.model)
-    assert bm.loss(Batch(x, batch.y, {}, torch.arange(2), 0, 0)).item() == pytest.approx(plain.item())
+    assert bm.loss(Batch(x, batch.y, {}, torch.arange(2), 0, 0)).item() == pytest.approx(
+        plain.item()
+    )
 
 
 def test_each_tensor_is_clipped_separately() -> None:
