@@ -6,6 +6,11 @@ Loss: the negative ELBO ``mean_i[coeff·KL(Dir(α_i) ‖ Dir(β)) − (ψ(α_{i,
 prior β_k = ``prior`` = 1 and KL coefficient ``coeff`` (0.01: the paper code's ResNet-18 /
 CIFAR-10 value, used here for every 10-class set; CIFAR-100 uses 0.003). Gradients are clipped
 per parameter tensor to L2 norm 1 (``clip_per_tensor``), as the paper's trainer does.
+Stability (specs/methods.md §10.6: "α = exp(logits) can overflow, so clamp logits"): the loss
+sees the logits clamped to [−``max_logit``, ``max_logit``] (30: α ∈ [9e-14, 1.1e13], so α₀,
+lgamma(α₀) and ψ stay finite in float32; exp overflows float32 above 88.7 and α → 0 makes ψ and
+lgamma infinite). The KL term keeps trained logits far inside that range, so the clamp only
+guards against a diverging step. Predictions use the unclamped logits (softmax is stable).
 
 Prediction: E_q[π] = α/α₀ = softmax(logits) (ECE is computed from it). OoD score (``score``,
 test time): ``msp`` = max_c α_c/α₀ (default), ``entropy`` = −H[α/α₀], or ``alpha0`` = α₀ (the
@@ -49,6 +54,9 @@ class BeliefMatching(UncertaintyMethod):
             help="clip each parameter tensor's gradient to this L2 norm (0: off)",
             valid=NON_NEGATIVE,
         ),
+        "max_logit": HParam(
+            30.0, help="logits clamped to ±this inside the loss (exp overflow)", valid=POSITIVE
+        ),
         "score": HParam(
             "msp",
             help="OoD score: msp, entropy or alpha0",
@@ -58,7 +66,10 @@ class BeliefMatching(UncertaintyMethod):
     }
 
     def loss(self, batch: Batch) -> torch.Tensor:
-        return belief_matching_loss(self.model(batch.x), batch.y, self.hp.prior, self.hp.coeff)
+        """The negative ELBO on the batch's logits clamped to ±``max_logit`` (finite for any
+        logits: ``exp`` of the raw ones overflows float32 above 88.7)."""
+        logits = self.model(batch.x).float().clamp(-self.hp.max_logit, self.hp.max_logit)
+        return belief_matching_loss(logits, batch.y, self.hp.prior, self.hp.coeff)
 
     def train_step(
         self, batch: Batch, optimizers: list[torch.optim.Optimizer], trainer: Trainer

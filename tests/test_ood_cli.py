@@ -48,3 +48,19 @@ def test_detector_knob_out_of_range_is_refused(cli, results: Path) -> None:
     code, _, err = cli("run", "--method", "knn", "--dataset", "digits-ood", "--results",
                        results, "--set", "k=0", *set_args())  # fmt: skip
     assert code == 2 and "k" in err and not (results / "checkpoints").exists()
+
+
+def test_perf_ood_times_cpu_seconds_and_agrees_with_the_reference(cli) -> None:
+    """``bench perf ood`` at a tiny scale: gram and mahalanobis agree with the reference-style
+    loops to 1e-6, and on the CPU the clock is this process's CPU time."""
+    import json
+
+    args = ["--case", "resnet18", "--n-train", "4", "--n-val", "2", "--n-test", "4"]
+    code, out, err = cli("perf", "ood", *args, "--powers", "2", "--batch-size", "4", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["environment"]["clock"] == "cpu"
+    rows = {r["detector"]: r for r in report["rows"]}
+    assert set(rows) == {"gram", "mahalanobis"}
+    assert rows["gram"]["max_rel_diff"] < 1e-6 and rows["mahalanobis"]["max_rel_diff"] < 1e-6
+    assert rows["gram"]["speedup"] > 0 and rows["gram"]["forward_s"] > 0

@@ -355,3 +355,25 @@ def test_ood_pair_protocol_holds_out_a_seeded_val() -> None:
     assert not torch.equal(other.splits["val"].inputs, paired.splits["val"].inputs)
     with pytest.raises(BenchError, match="n_val=60"):
         ood.with_val(b, 60, 0, "ood_far")
+
+
+def test_temperature_scaling_checks_convergence_and_falls_back_to_bisection() -> None:
+    g = torch.Generator().manual_seed(1)
+    y = torch.randint(0, 4, (500,), generator=g)
+    z = 3.0 * (torch.randn(500, 4, generator=g) + 1.2 * F.one_hot(y, 4))
+    converged = ood.fit_temperature(z, y)
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        fallback = ood.fit_temperature(z, y, max_iter=1)  # one L-BFGS iteration cannot converge
+    assert fallback == pytest.approx(converged, rel=1e-3)
+    # the fitted T is a stationary point of the NLL in T
+    with torch.enable_grad():
+        t = torch.tensor(fallback, dtype=torch.float64, requires_grad=True)
+        (grad,) = torch.autograd.grad(F.cross_entropy(z.double() / t, y), t)
+    assert abs(grad.item()) < 1e-6
+
+
+def test_temperature_scaling_warns_when_the_nll_has_no_finite_minimum() -> None:
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    separated = 5.0 * F.one_hot(y, 3).float()  # NLL falls for ever as T → 0
+    with pytest.warns(RuntimeWarning, match="no minimum"):
+        assert ood.fit_temperature(separated, y) == 1.0

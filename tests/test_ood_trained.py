@@ -214,6 +214,26 @@ def test_belief_matching_loss_matches_torch_distributions() -> None:
     assert belief_matching_loss(logits, y, prior, 0.0).item() == pytest.approx(-exact.item())
 
 
+def test_belief_matching_loss_is_finite_for_extreme_logits() -> None:
+    class Fixed(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # overflow and underflow of exp
+            return torch.tensor([[100.0, -200.0, 0.0], [95.0, 90.0, -120.0]]).expand(len(x), 3)
+
+    bm = method("belief-matching")
+    bm.model = Fixed()
+    batch = Batch(torch.zeros(2, 1, 8, 8), torch.tensor([0, 2]), {}, torch.arange(2), 0, 0)
+    loss = bm.loss(batch)
+    assert torch.isfinite(loss), loss
+    # inside the clamp the loss is the plain ELBO
+    bm.model = torch.nn.Linear(64, 3)
+    x = torch.randn(2, 1, 8, 8)
+    plain = belief_matching_loss(bm.model(x.flatten(1)), batch.y, 1.0, 0.01)
+    bm.model = torch.nn.Sequential(torch.nn.Flatten(), bm.model)
+    assert bm.loss(Batch(x, batch.y, {}, torch.arange(2), 0, 0)).item() == pytest.approx(
+        plain.item()
+    )
+
+
 def test_each_tensor_is_clipped_separately() -> None:
     a, b = torch.zeros(3, requires_grad=True), torch.zeros(2, requires_grad=True)
     a.grad, b.grad = torch.tensor([0.0, 3.0, 4.0]), torch.tensor([0.3, 0.4])

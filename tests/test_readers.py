@@ -322,3 +322,30 @@ def test_hf_dataset_from_the_local_cache(cli, hf_offline: Path, tmp_path: Path) 
     assert "erm on hf:me/tiny" in out
     with pytest.raises(BenchError, match="no split 'nope'"):
         load_bundle("hf:me/tiny", {"test_split": "nope"})
+
+
+@pytest.mark.parametrize(
+    "dataset,backbone,epochs,milestones,weight_decay,augment",
+    [
+        ("fashion-mnist-vs-mnist", "duq-cnn", 30, [10, 20], 1e-4, "none"),
+        ("cifar10-vs-svhn", "resnet18-cifar", 100, [25, 50, 75], 5e-4, "crop-flip"),
+        ("cifar10-vs-cifar100", "resnet18-cifar", 100, [25, 50, 75], 5e-4, "crop-flip"),
+    ],
+)
+def test_ood_pairs_declare_the_seed_papers_protocols(
+    dataset: str, backbone: str, epochs: int, milestones: list, weight_decay: float, augment: str
+) -> None:
+    """DUQ's Fashion-MNIST and CIFAR-10 recipes (SGD 0.05, momentum 0.9, batch 128, ×0.2 at the
+    milestones) resolve for ``erm`` on each OoD pair, and the backbones they name exist."""
+    from benchmark.backbones import build_backbone
+    from benchmark.data import DATASETS
+    from benchmark.method import METHODS
+    from benchmark.runner import resolve_hparams
+
+    hp = resolve_hparams(METHODS.get("erm"), DATASETS.get(dataset), {})
+    assert (hp["backbone"], hp["epochs"], list(hp["milestones"])) == (backbone, epochs, milestones)
+    assert (hp["optimizer"], hp["lr"], hp["momentum"], hp["batch_size"]) == ("sgd", 0.05, 0.9, 128)
+    assert (hp["weight_decay"], hp["lr_decay"], hp["augment"]) == (weight_decay, 0.2, augment)
+    shape = (1, 28, 28) if backbone == "duq-cnn" else (3, 32, 32)
+    net = build_backbone(backbone, shape)
+    assert net(torch.zeros(2, *shape)).shape == (2, net.feature_dim)
