@@ -8,7 +8,8 @@ from __future__ import annotations
 import torch
 
 from benchmark import register_method
-from benchmark.tracks.explain import PosthocExplainer, center_map
+from benchmark.tracks.explain import center_map
+from benchmark.tracks.posthoc import PosthocExplainer
 
 
 @register_method("center-saliency")
@@ -20,4 +21,4 @@ class CenterSaliency(PosthocExplainer):
     def saliency(self, x: torch.Tensor):
         b, _, h, w = x.shape
         maps = center_map((h, w), x.device).expand(b, h, w).clone()
-        return self.model(x), maps, None
+        return self.predict_logits(x), maps, None
