@@ -8,8 +8,7 @@ from __future__ import annotations
 import torch
 
 from benchmark import register_method
-from benchmark.tracks.explain import center_map
-from benchmark.tracks.posthoc import PosthocExplainer
+from benchmark.tracks.explain import PosthocExplainer, center_map
 
 
 @register_method("center-saliency")
@@ -21,4 +20,4 @@ class CenterSaliency(PosthocExplainer):
     def saliency(self, x: torch.Tensor):
         b, _, h, w = x.shape
         maps = center_map((h, w), x.device).expand(b, h, w).clone()
-        return self.predict_logits(x), maps, None
+        return self.model(x), maps, None

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from benchmark import register_method
-from benchmark.tracks.posthoc import PosthocExplainer
+from benchmark.tracks.explain import PosthocExplainer
 
 
 @register_method("random-saliency")
@@ -19,4 +19,4 @@ class RandomSaliency(PosthocExplainer):
     def saliency(self, x: torch.Tensor):
         b, _, h, w = x.shape
         maps = torch.rand(b, h, w, generator=self.rng, device=x.device)
-        return self.predict_logits(x), maps, None
+        return self.model(x), maps, None
