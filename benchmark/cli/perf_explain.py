@@ -98,7 +98,7 @@ def measure(
 ) -> list[dict[str, Any]]:
     """Rows: RISE (ours, model-only, official loop) and Grad-CAM (ours, one-image loop)."""
     from benchmark.tracks.explain import rise_masks, rise_saliency, rise_settings
-    from benchmark.tracks.posthoc import classifier_logits, grad_cam
+    from benchmark.tracks.posthoc import classifier_logits, grad_cam, vit_backbone
 
     model, side = _model(device, backbone)
     g = torch.Generator(device="cpu").manual_seed(0)
@@ -155,16 +155,35 @@ def measure(
         parts = [grad_cam(model, xg[k : k + batch])[1] for k in range(0, len(xg), batch)]
         return torch.cat(parts)
 
+    vit = vit_backbone(model)
+    taps: list[torch.Tensor] = []
+
+    def keep(_module: torch.nn.Module, _inputs: tuple, out: torch.Tensor) -> None:
+        out.retain_grad()
+        taps.append(out)
+
     def loop_gc() -> torch.Tensor:
+        """Per image, a full backward; a ViT's ``A`` is its last block's ``ln_1`` output
+        (hooked, as pytorch-grad-cam's ViT recipe), patch tokens on the grid."""
         out = []
         for i in range(len(xg)):
             xi = xg[i : i + 1].clone().requires_grad_(True)
-            a = model.backbone.forward_map(xi)
-            a.retain_grad()
-            logits = model.head(a.mean(dim=(2, 3)))
+            if vit is None:
+                a = model.backbone.forward_map(xi)
+                a.retain_grad()
+                logits = model.head(a.mean(dim=(2, 3)))
+            else:
+                taps.clear()
+                handle = vit.transformer.resblocks[-1].ln_1.register_forward_hook(keep)
+                logits = model(xi)
+                handle.remove()
             model.zero_grad(set_to_none=True)
             logits[0, logits[0].argmax()].backward()
-            alpha = a.grad.mean(dim=(2, 3))
+            if vit is not None:
+                a, g = (vit.to_map(t[:, 1:]) for t in (taps[0], taps[0].grad))
+            else:
+                g = a.grad
+            alpha = g.mean(dim=(2, 3))
             out.append(torch.relu((alpha[:, :, None, None] * a).sum(1)).detach()[0])
         return torch.stack(out)
 
