@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 
 from benchmark import register_method
-from benchmark.tracks.explain import PosthocExplainer, grad_cam, to_input_size
+from benchmark.tracks.explain import to_input_size
+from benchmark.tracks.posthoc import PosthocExplainer, grad_cam
 
 
 @register_method("gradcam")

@@ -15,17 +15,37 @@ to 64 px the RISE Keras demo's (2000, 8, 0.5); larger the evaluation notebook's 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 
-from benchmark import HParam, Range, register_method
+from benchmark import HParam, Range, Valid, register_method
 from benchmark.tracks.explain import (
-    PosthocExplainer,
     minmax,
     predicted_class,
     rise_masks,
     rise_saliency,
     rise_settings,
 )
+from benchmark.tracks.posthoc import PosthocExplainer, classifier_logits
+
+
+@dataclass(frozen=True)
+class ZeroOrAtLeast(Valid):
+    """0 (= choose by image size) or a whole number ≥ ``low``."""
+
+    low: int
+
+    def ok(self, value: Any) -> bool:
+        return (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and (value == 0 or value >= self.low)
+        )
+
+    def describe(self) -> str:
+        return f"0 (by image size) or >= {self.low}"
 
 
 @register_method("rise")
@@ -36,7 +56,10 @@ class RISE(PosthocExplainer):
     hparams = {
         "n_masks": HParam(0, help="masks N (0: by image size)", test_time=True, valid=Range(0)),
         "cells": HParam(
-            0, help="grid cells s per side (0: by image size)", test_time=True, valid=Range(0)
+            0,
+            help="grid cells s per side, 0 or >= 2 (0: by image size)",
+            test_time=True,
+            valid=ZeroOrAtLeast(2),
         ),
         "p1": HParam(
             0.0, help="keep probability (0: by image size)", test_time=True, valid=Range(0, 1)
@@ -65,12 +88,12 @@ class RISE(PosthocExplainer):
     def saliency(self, x: torch.Tensor):
         size = tuple(x.shape[2:])
         masks = self.masks(size)
-        logits = self.model(x)
+        logits = classifier_logits(self.model, x)
         target = predicted_class(logits)
         _, _, p1 = self.settings(min(size))
 
         def probs(batch: torch.Tensor) -> torch.Tensor:
-            return torch.softmax(self.model(batch).float(), dim=1)
+            return torch.softmax(classifier_logits(self.model, batch).float(), dim=1)
 
         raw = rise_saliency(probs, x, masks, p1, target, self.hp.mask_batch)
         return logits, minmax(raw), raw

@@ -220,6 +220,16 @@ CASES: list[tuple[str, Callable[[Ctx], tuple[list[str], Path]], tuple[str, ...]]
     ("backbone", _run_with("backbone=resnet-9000"), ("backbone", "resnet-9000")),
     ("dataset option", _run_with("dataset.imbalance=0.5"), ("imbalance=0.5", ">= 1")),
     ("dataset n_max", _run_with("dataset.n_max=0"), ("n_max=0", ">= 1")),
+    (
+        "rise cells=1",
+        _argv("run", "--method", "rise", "--dataset", "objects-masks", *sets("cells=1")),
+        ("cells=1", ">= 2"),
+    ),
+    (
+        "rise cells=2.5",
+        _argv("run", "--method", "rise", "--dataset", "objects-masks", *sets("cells=2.5")),
+        ("cells=2.5", "int"),
+    ),
     ("seed 2**64", _seed, ("--seed", str(2**64))),
     ("results is a file", _results_is_file, ("--results", "a-file", "not a folder")),
     ("results uncreatable", _results_uncreatable, ("--results", "a-file")),

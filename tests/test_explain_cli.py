@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from conftest import tiny_settings
 
@@ -64,3 +65,20 @@ def test_perf_explain_maps_equal_the_references(cli) -> None:
     for r in rows[1:]:
         assert r["max_abs_diff"] < 1e-5
     assert all(np.isfinite(r["ratio"]) and r["ratio"] > 0 for r in rows)
+
+
+@pytest.mark.parametrize("backbone", ["small-cnn", "vit-micro"])
+def test_perf_explain_on_another_backbone(cli, backbone: str) -> None:
+    code, out, err = cli(
+        "perf", "explain", "--device", "cpu", "--images", "1", "--masks", "4",
+        "--gradcam-images", "3", "--batch", "4", "--repeat", "1", "--threads", "1", "--json",
+        "--backbone", backbone,
+    )  # fmt: skip
+    assert code == 0, err
+    rows = json.loads(out)["rows"]
+    assert all(r["max_abs_diff"] < 1e-5 for r in rows[1:])
+
+
+def test_perf_explain_unknown_backbone_is_one_line(cli) -> None:
+    code, _out, err = cli("perf", "explain", "--device", "cpu", "--backbone", "nosuch-net")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "nosuch-net" in err

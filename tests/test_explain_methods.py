@@ -11,20 +11,21 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.backbones import build_backbone
+from benchmark.errors import BenchError
 from benchmark.method import Classifier
 from benchmark.metric import EvalView
 from benchmark.outputs import Outputs
+from benchmark.tracks.backbones import VisionTransformer
 from benchmark.tracks.explain import (
     _bilinear_weights,
-    cam,
     center_map,
     explained_subset,
-    grad_cam,
     rise_masks,
     rise_saliency,
     rise_settings,
     to_input_size,
 )
+from benchmark.tracks.posthoc import CPU_CHUNK, cam, grad_cam
 
 
 def tiny_net(seed: int = 0, classes: int = 4, side: int = 16) -> Classifier:
@@ -105,6 +106,88 @@ def test_cam_is_the_head_on_the_feature_map_and_relates_to_grad_cam() -> None:
     assert torch.allclose(gmaps, F.relu(maps) / 16, atol=1e-5)
     # CAM has no ReLU: negative evidence is kept
     assert (maps < 0).any()
+
+
+def test_grad_cam_batches_beyond_one_cpu_chunk_equal_the_direct_computation() -> None:
+    """More images than one channels-last chunk of the CPU forward: the same maps."""
+    model, x = tiny_net(seed=9), images(n=CPU_CHUNK + 7, seed=10)
+    _, maps, c = grad_cam(model, x)
+    ref, ref_c = direct_grad_cam(model, x)
+    assert torch.equal(c, ref_c)
+    assert torch.allclose(maps, ref, atol=1e-5, rtol=1e-5)
+
+
+# -- Vision Transformers: Grad-CAM on the last block's patch tokens, CAM on gap pooling -----
+def vit_net(pool: str, seed: int = 0, classes: int = 3) -> Classifier:
+    """A 16-px ViT on a 4×4 grid of 4-px patches (2 blocks, width 16) with ``pool``."""
+    torch.manual_seed(seed)
+    backbone = VisionTransformer(3, (16, 16), 4, width=16, layers=2, heads=2, pool=pool)
+    return Classifier(backbone, torch.nn.Linear(backbone.feature_dim, classes)).eval()
+
+
+def patch_grid(tokens: torch.Tensor) -> torch.Tensor:
+    """(B, 1 + 16, D) tokens -> (B, D, 4, 4): the class token dropped (pytorch-grad-cam's
+    ``reshape_transform`` for ViTs)."""
+    return tokens[:, 1:].reshape(len(tokens), 4, 4, -1).permute(0, 3, 1, 2)
+
+
+def direct_vit_grad_cam(model: Classifier, x: torch.Tensor) -> torch.Tensor:
+    """One image at a time, autograd through the whole model: A = the last block's ``ln_1``
+    output (patch tokens), α = spatial mean of ∂y^c/∂A."""
+    maps, taps = [], []
+
+    def keep(_module: torch.nn.Module, _inputs: tuple, out: torch.Tensor) -> None:
+        out.retain_grad()
+        taps.append(out)
+
+    for i in range(len(x)):
+        handle = model.backbone.transformer.resblocks[-1].ln_1.register_forward_hook(keep)
+        logits = model(x[i : i + 1])
+        handle.remove()
+        logits[0, logits[0].argmax()].backward()
+        a, g = patch_grid(taps[-1]), patch_grid(taps[-1].grad)
+        maps.append(F.relu((g.mean(dim=(2, 3))[:, :, None, None] * a).sum(1)).detach()[0])
+    return torch.stack(maps)
+
+
+@pytest.mark.parametrize("pool", ["gap", "token"])
+def test_vit_grad_cam_equals_direct_computation(pool: str) -> None:
+    model, x = vit_net(pool, seed=11), images(n=4, seed=12)
+    with torch.no_grad():
+        logits, maps, c = grad_cam(model, x)
+    assert torch.allclose(logits, model(x).detach(), atol=1e-5)
+    assert torch.equal(c, model(x).argmax(1))
+    assert maps.shape == (4, 4, 4) and maps.abs().max() > 0
+    assert torch.allclose(maps, direct_vit_grad_cam(model, x), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("pool", ["gap", "token"])
+def test_vit_grad_cam_equals_pytorch_grad_cam_with_a_reshape_transform(pool: str) -> None:
+    pgc = pytest.importorskip("pytorch_grad_cam")
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    model, x = vit_net(pool, seed=13), images(n=4, seed=14)
+    _, maps, c = grad_cam(model, x)
+    layer = model.backbone.transformer.resblocks[-1].ln_1
+    with pgc.GradCAM(model=model, target_layers=[layer], reshape_transform=patch_grid) as lib:
+        ref = lib(input_tensor=x, targets=[ClassifierOutputTarget(int(k)) for k in c])
+    assert torch.allclose(to_input_size(maps, (16, 16)), torch.from_numpy(ref), atol=1e-5)
+
+
+def test_vit_cam_on_patch_pooling_and_a_clear_error_on_class_token_pooling() -> None:
+    model, x = vit_net("gap", seed=15), images(n=3, seed=16)
+    with torch.no_grad():
+        logits, maps, c = cam(model, x)
+        a = model.backbone.forward_map(x)  # (B, D, 4, 4): what the head average-pools
+    assert torch.allclose(logits, model(x), atol=1e-5)
+    expected = torch.einsum("bk,bkhw->bhw", model.head.weight[c], a)
+    assert maps.shape == (3, 4, 4) and torch.allclose(maps, expected, atol=1e-5)
+    # the logit is the mean of the CAM plus the bias (Zhou et al. 2016, Eq. 2)
+    picked = logits.gather(1, c.view(-1, 1))[:, 0] - model.head.bias[c]
+    assert torch.allclose(maps.mean(dim=(1, 2)), picked, atol=1e-5)
+    with pytest.raises(BenchError, match="backbone=vit-tiny") as err:
+        cam(vit_net("token"), x)
+    assert "\n" not in str(err.value) and "gradcam" in str(err.value)
 
 
 def test_maps_at_input_size_in_unit_range() -> None:

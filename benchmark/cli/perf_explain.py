@@ -6,13 +6,16 @@ reference-style loops, in one process, on the same inputs.
   within 1.3×) and (b) the official code's per-image loop (``explain`` of eclique/RISE: stack
   the N masked copies of one image, run them in batches, ``Pᵀ · masks / (N p1)``); the maps
   must agree to 1e-5.
-- Grad-CAM (``grad_cam``: one forward pass of the batch to the last feature map, one backward
-  of the head) against a one-image loop that back-propagates each image's top-1 logit through
-  the whole model (how a hook-based library explains one image); goal ≥ 10×, maps to 1e-5.
+- Grad-CAM (``benchmark.tracks.posthoc.grad_cam``: one no-grad forward pass of the batch to
+  the last feature map, one backward of the head) against a one-image loop that
+  back-propagates each image's top-1 logit through the whole model (how a hook-based library
+  explains one image); goal ≥ 10×, maps to 1e-5.
 
-The model: ResNet-50 (torchvision, random weights) at 224 px on CUDA; on the CPU the
-``tiny-cnn`` backbone at 32 px (the ``objects-masks`` protocol's). Random weights do
-not change the cost.
+Every model call goes through the explainers' logits path (``classifier_logits``: on the CPU
+in chunks of 64 images, channels-last), the model-only reference included, so the RISE ratio
+measures RISE's own overhead. The model: ResNet-50 (torchvision, random weights) at 224 px on
+CUDA; on the CPU ``--backbone`` (default ``tiny-cnn``, the ``objects-masks`` protocol's) at 32
+px. Random weights do not change the cost.
 """
 
 from __future__ import annotations
@@ -49,18 +52,26 @@ def add_explain(targets: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--batch", type=at_least(1), help="forward batch (default 256 CPU, 128 CUDA)")
     p.add_argument("--threads", type=at_least(1), help="torch CPU threads")
+    p.add_argument(
+        "--backbone",
+        help="registered backbone at 32 px (default: resnet50 at 224 px on CUDA, tiny-cnn on "
+        "the CPU)",
+    )
     p.add_argument("--repeat", type=at_least(1), default=2, help="timed repeats (best)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run_explain)
 
 
-def _model(device: torch.device) -> tuple[torch.nn.Module, int]:
-    """(eval-mode ``Classifier``, image side): ResNet-50 at 224 on CUDA, tiny-cnn at 32."""
+def _model(device: torch.device, name: str | None = None) -> tuple[torch.nn.Module, int]:
+    """(eval-mode ``Classifier``, image side): ``name`` at 32 px when given, else ResNet-50
+    at 224 on CUDA and tiny-cnn at 32 on the CPU."""
     from benchmark.backbones import build_backbone
     from benchmark.method import Classifier
     from benchmark.tracks import backbones as _  # noqa: F401  (registers the track backbones)
 
-    if device.type == "cuda":
+    if name is not None:
+        backbone, side = build_backbone(name, (3, 32, 32)), 32
+    elif device.type == "cuda":
         from benchmark.backbones import TorchvisionResNet
 
         try:
@@ -83,11 +94,13 @@ def measure(
     gradcam_images: int,
     batch: int,
     repeat: int,
+    backbone: str | None = None,
 ) -> list[dict[str, Any]]:
     """Rows: RISE (ours, model-only, official loop) and Grad-CAM (ours, one-image loop)."""
-    from benchmark.tracks.explain import grad_cam, rise_masks, rise_saliency, rise_settings
+    from benchmark.tracks.explain import rise_masks, rise_saliency, rise_settings
+    from benchmark.tracks.posthoc import classifier_logits, grad_cam, vit_backbone
 
-    model, side = _model(device)
+    model, side = _model(device, backbone)
     g = torch.Generator(device="cpu").manual_seed(0)
     x = torch.randn(images, 3, side, side, generator=g).to(device)
     n_masks, s, p1 = rise_settings(side)
@@ -97,7 +110,7 @@ def measure(
 
     @torch.no_grad()
     def probs(b: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(model(b).float(), dim=1)
+        return torch.softmax(classifier_logits(model, b).float(), dim=1)
 
     with torch.no_grad():
         target = model(x).argmax(1)
@@ -112,7 +125,7 @@ def measure(
     def model_only() -> None:
         total = images * n_masks
         for start in range(0, total, batch):
-            model(masked[: min(batch, total - start)])
+            classifier_logits(model, masked[: min(batch, total - start)])
 
     @torch.no_grad()
     def official_loop() -> torch.Tensor:
@@ -142,16 +155,35 @@ def measure(
         parts = [grad_cam(model, xg[k : k + batch])[1] for k in range(0, len(xg), batch)]
         return torch.cat(parts)
 
+    vit = vit_backbone(model)
+    taps: list[torch.Tensor] = []
+
+    def keep(_module: torch.nn.Module, _inputs: tuple, out: torch.Tensor) -> None:
+        out.retain_grad()
+        taps.append(out)
+
     def loop_gc() -> torch.Tensor:
+        """Per image, a full backward; a ViT's ``A`` is its last block's ``ln_1`` output
+        (hooked, as pytorch-grad-cam's ViT recipe), patch tokens on the grid."""
         out = []
         for i in range(len(xg)):
             xi = xg[i : i + 1].clone().requires_grad_(True)
-            a = model.backbone.forward_map(xi)
-            a.retain_grad()
-            logits = model.head(a.mean(dim=(2, 3)))
+            if vit is None:
+                a = model.backbone.forward_map(xi)
+                a.retain_grad()
+                logits = model.head(a.mean(dim=(2, 3)))
+            else:
+                taps.clear()
+                handle = vit.transformer.resblocks[-1].ln_1.register_forward_hook(keep)
+                logits = model(xi)
+                handle.remove()
             model.zero_grad(set_to_none=True)
             logits[0, logits[0].argmax()].backward()
-            alpha = a.grad.mean(dim=(2, 3))
+            if vit is not None:
+                a, g = (vit.to_map(t[:, 1:]) for t in (taps[0], taps[0].grad))
+            else:
+                g = a.grad
+            alpha = g.mean(dim=(2, 3))
             out.append(torch.relu((alpha[:, :, None, None] * a).sum(1)).detach()[0])
         return torch.stack(out)
 
@@ -224,12 +256,18 @@ def run_explain(args: argparse.Namespace) -> int:
     batch = args.batch or (128 if cuda else 256)
     if images * (args.masks or 1) < 1:
         raise BenchError("--images and --masks must be positive")
-    rows = measure(device, images, args.masks, gc_images, batch, args.repeat)
+    if args.backbone is not None:
+        from benchmark.backbones import BACKBONES
+        from benchmark.tracks import backbones as _  # noqa: F401  (registers the track backbones)
+
+        BACKBONES.get(args.backbone)  # an unknown name: one line, before anything runs
+    rows = measure(device, images, args.masks, gc_images, batch, args.repeat, args.backbone)
     env = environment(device)
     if args.json:
         print(json.dumps({"environment": env, "rows": rows}, indent=1))
         return 0
     where = env.get("gpu", f"{env['cpu_count']} CPU cores, {env['torch_threads']} torch threads")
-    print(f"explainers on {device} ({where}); all timings in one process")
+    model = args.backbone or ("resnet50" if cuda else "tiny-cnn")
+    print(f"explainers on {device} ({where}), backbone {model}; all timings in one process")
     print(render(rows))
     return 0
