@@ -10,7 +10,9 @@ A network with an exit after every stage (``benchmark.tracks.bias.OccamCNN``: fo
 2. exit-gate loss (weight 1): class-balanced BCE of the gate against t = 1[exit i is correct];
    a sample's target is refreshed only while the exit's running mean-per-class training
    accuracy of the epoch is at most its threshold (``thresholds`` 0.5/0.6/0.7/0.8) or in the
-   first epoch; otherwise its stored target is reused;
+   first epoch; otherwise its stored target is reused. A sample whose target was never set
+   (e.g. one that ``drop_last`` left out of every batch of the first epoch) gets it the
+   first time it is seen, whatever the accuracy, so no frozen target is a stale 0;
 3. gate-weighted CE: exit 0 weights samples by ``p_0(y|x)^3`` (bias amplification), exit
    i > 0 by ``(1 − g_{i−1})``; weights divided by their running maximum in the epoch
    (+1e-5), loss ``mean((w + 0.1)·CE)``. Exit 0 never trains the trunk (its input is
@@ -92,6 +94,7 @@ class OccamNets(Method):
     def fit(self, train: Split, trainer: Trainer) -> None:
         n, c = len(train), self.info.num_classes
         self.targets = torch.zeros(EXITS, n, device=self.device)
+        self.has_target = torch.zeros(n, dtype=torch.bool, device=self.device)
         self.correct = torch.zeros(EXITS, c, device=self.device)
         self.seen = torch.zeros(c, device=self.device)
         self.wmax = [0.0] * EXITS
@@ -120,6 +123,9 @@ class OccamNets(Method):
                 acc = float((self.correct[i][present] / self.seen[present]).mean())
                 if batch.epoch < hp.min_epochs or acc <= hp.thresholds[i]:
                     self.targets[i, idx] = hit
+                else:  # frozen: only samples never seen before get their first target
+                    new = ~self.has_target[idx]
+                    self.targets[i, idx[new]] = hit[new]
                 self.wmax[i] = max(self.wmax[i], float(weights[i].max()))
             w = weights[i] / (self.wmax[i] + 1e-5) + hp.weight_offset
             total = total + (w * ce).mean()
@@ -127,6 +133,7 @@ class OccamNets(Method):
             total = total + hp.gate_weight * balanced_gate_loss(
                 o["gate_logit"], self.targets[i, idx]
             )
+        self.has_target[idx] = True
         return total
 
     def _forward(self, x: torch.Tensor) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:

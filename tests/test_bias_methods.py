@@ -257,3 +257,37 @@ def test_pgi_weight_ramps_per_iteration_after_the_first_epoch() -> None:
     assert m.weight(3, 34, ipe) == pytest.approx(50.0 * 25 / 50)
     assert m.weight(5, 59, ipe) == pytest.approx(50.0)
     assert m.weight(9, 99, ipe) == pytest.approx(50.0)
+
+
+def test_occam_gate_target_set_when_a_sample_is_first_seen_after_the_freeze() -> None:
+    """A sample that ``drop_last`` kept out of epoch 0 gets its gate targets the first time it
+    is seen, even when the exits' accuracy has frozen the targets (review finding: they
+    stayed 0). Samples already seen keep their frozen targets."""
+    from benchmark.dataset import DATASETS, DatasetInfo
+    from benchmark.method import METHODS
+    from benchmark.runner import resolve_hparams
+    from benchmark.training import Batch
+
+    info = DatasetInfo("toy", "bias", 2, (1, 8, 8), (0.5,), (0.5,), torch.ones(2), (), "f")
+    cls = METHODS.get("occamnets")
+    hp = resolve_hparams(cls, DATASETS.get("colored-mnist"), {"width": 4, "thresholds": [0.0] * 4})
+    m = cls(info, hp, torch.device("cpu"))
+    m.setup()
+    n = 6
+    m.targets = torch.zeros(4, n)
+    m.has_target = torch.zeros(n, dtype=torch.bool)
+    m.correct, m.seen, m.wmax = torch.zeros(4, 2), torch.zeros(2), [0.0] * 4
+    torch.manual_seed(0)
+    x, y = torch.randn(n, 1, 8, 8), torch.tensor([0, 1, 0, 1, 0, 1])
+    m.model.train()
+    # epoch 0 saw samples 0-3 only (4 and 5 were dropped); their targets are set there
+    m.loss(Batch(x[:4], y[:4], {}, torch.arange(4), epoch=0, step=0))
+    before = m.targets[:, :4].clone()
+    # epoch 1: thresholds 0 -> frozen; every exit now answers class 0 on every sample
+    with torch.no_grad():
+        for e in m.model.exits:
+            e.cam.weight.zero_()
+            e.cam.bias.copy_(torch.tensor([5.0, -5.0]))
+    m.loss(Batch(x, y, {}, torch.arange(n), epoch=1, step=1))
+    assert torch.equal(m.targets[:, :4], before)  # frozen
+    assert m.targets[:, 4:].tolist() == [[1.0, 0.0]] * 4  # right on sample 4 (y 0), not on 5
