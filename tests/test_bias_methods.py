@@ -291,3 +291,33 @@ def test_occam_gate_target_set_when_a_sample_is_first_seen_after_the_freeze() ->
     m.loss(Batch(x, y, {}, torch.arange(n), epoch=1, step=1))
     assert torch.equal(m.targets[:, :4], before)  # frozen
     assert m.targets[:, 4:].tolist() == [[1.0, 0.0]] * 4  # right on sample 4 (y 0), not on 5
+
+
+def test_mdn_features_on_the_paper_cnn_are_fc1_before_its_relu() -> None:
+    """With ``backbone=metanorm-cnn`` the features that dcor² reads are FC1's MDN output before
+    the ReLU (where the MDN paper measures them; review finding: they were after it), and the
+    head reads their ReLU."""
+    from benchmark.dataset import DATASETS, DatasetInfo
+    from benchmark.method import METHODS
+    from benchmark.runner import resolve_hparams
+
+    info = DatasetInfo("toy", "bias", 2, (1, 12, 12), (0.5,), (0.5,), torch.ones(2),
+                       ("confounder",), "f")  # fmt: skip
+    cls = METHODS.get("mdn")
+    hp = resolve_hparams(cls, DATASETS.get("metanorm-synth"), {"backbone": "metanorm-cnn"})
+    m = cls(info, hp, torch.device("cpu"))
+    m.setup()
+    torch.manual_seed(0)
+    layer = m.model.backbone.mdn["fc1"]
+    layer.set_kernel(torch.randn(20, 3))
+    layer.beta.normal_()
+    m.model.eval()
+    x, cf = torch.randn(5, 1, 12, 12), torch.randn(5)
+    with torch.no_grad():
+        out = m.predict_batch(x, {"confounder": cf})
+        b = m.model.backbone
+        meta = torch.stack([torch.zeros(5), cf, torch.ones(5)], 1)
+        pre = layer(b.fc1(b.forward_map(x).flatten(1)), meta)
+        assert bool((pre < 0).any())  # the case tells before from after the ReLU
+        assert torch.allclose(out.features, pre, atol=1e-6)
+        assert torch.allclose(out.logits, m.model.head(torch.relu(pre)), atol=1e-6)
