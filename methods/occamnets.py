@@ -26,10 +26,17 @@ the last exit's pooled features (one width for every sample). The record's
 ``details.method.exit_counts`` gives, per evaluated split in evaluation order (the dataset's
 test split first), how many samples left at each exit. The paper's Occam ResNet-18 is not
 included (see the README).
+
+Trunk (``trunk``): ``auto`` mirrors the protocol backbone, so that ``erm`` and OccamNets
+compare on the same convolutions: with ``backbone=bias-cnn`` (``biased-mnist``'s 60-px
+canvases) the four stages are ``bias-cnn``'s (stride-2 stem w; w→2w; 2× max-pool, 2w→4w;
+2× max-pool, 4w→4w), otherwise the ``small-cnn`` layout of ``OccamCNN`` (w; pool, 2w; pool,
+4w; 4w). The exits (one per stage, widths w/2w/4w/4w) are the same in both.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -49,6 +56,7 @@ from benchmark import (
     Trainer,
     register_method,
 )
+from benchmark.backbones import _conv_bn
 from benchmark.tracks.bias import (
     OccamCNN,
     balanced_gate_loss,
@@ -61,6 +69,23 @@ from benchmark.tracks.bias import (
 EXITS = 4
 
 
+def bias_cnn_stages(in_channels: int, w: int) -> nn.ModuleList:
+    """``bias-cnn``'s convolutions as four Occam stages (w, 2w, 4w, 4w channels: the exits'
+    widths): stride-2 stem; w→2w; 2× max-pool, 2w→4w; 2× max-pool, 4w→4w. Conv weights
+    normal(0, √(2/(k²·out))) as ``OccamCNN``; BN weight 1, bias 0."""
+    stages = nn.ModuleList([
+        _conv_bn(in_channels, w, 2),
+        _conv_bn(w, 2 * w),
+        nn.Sequential(nn.MaxPool2d(2), _conv_bn(2 * w, 4 * w)),
+        nn.Sequential(nn.MaxPool2d(2), _conv_bn(4 * w, 4 * w)),
+    ])  # fmt: skip
+    for m in stages.modules():
+        if isinstance(m, nn.Conv2d):
+            n = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
+            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / n))
+    return stages
+
+
 @register_method("occamnets")
 class OccamNets(Method):
     """Early-exit CAM predictors with gates, trained towards the simplest sufficient exit."""
@@ -69,6 +94,9 @@ class OccamNets(Method):
     tracks = ("bias",)
     hparams = {
         "width": HParam(16, help="channels of the first stage (w, 2w, 4w, 4w)", valid=AT_LEAST_ONE),
+        "trunk": HParam("auto", help="stage layout: auto (bias-cnn's when backbone=bias-cnn, "
+                        "else small-cnn's), small-cnn, bias-cnn",
+                        choices=("auto", "small-cnn", "bias-cnn")),
         "cam_weight": HParam(0.1, help="weight of the CAM suppression loss", valid=NON_NEGATIVE),
         "gate_weight": HParam(1.0, help="weight of the exit-gate loss", valid=NON_NEGATIVE),
         "gamma0": HParam(3.0, help="exit 0's CE weight p^γ0 (bias amplification)",
@@ -89,7 +117,14 @@ class OccamNets(Method):
     smoke_settings = {"width": 4}
 
     def build(self) -> nn.Module:
-        return OccamCNN(self.info.input_shape[0], self.info.num_classes, self.hp.width)
+        c, w = self.info.input_shape[0], self.hp.width
+        net = OccamCNN(c, self.info.num_classes, w)
+        trunk = self.hp.trunk
+        if trunk == "auto":
+            trunk = "bias-cnn" if self.hp.backbone == "bias-cnn" else "small-cnn"
+        if trunk == "bias-cnn":
+            net.stages = bias_cnn_stages(c, w)
+        return net
 
     def fit(self, train: Split, trainer: Trainer) -> None:
         n, c = len(train), self.info.num_classes

@@ -321,3 +321,24 @@ def test_mdn_features_on_the_paper_cnn_are_fc1_before_its_relu() -> None:
         assert bool((pre < 0).any())  # the case tells before from after the ReLU
         assert torch.allclose(out.features, pre, atol=1e-6)
         assert torch.allclose(out.logits, m.model.head(torch.relu(pre)), atol=1e-6)
+
+
+def test_occam_trunk_follows_the_protocol_backbone() -> None:
+    """``trunk=auto``: bias-cnn's stages (stride-2 stem, pools before stages 3 and 4) when the
+    protocol backbone is ``bias-cnn``, else the small-cnn layout (pools before stages 2, 3)."""
+    from benchmark.dataset import DATASETS, DatasetInfo
+    from benchmark.method import METHODS
+    from benchmark.runner import resolve_hparams
+
+    info = DatasetInfo("toy", "bias", 3, (3, 20, 20), (0.5,) * 3, (0.5,) * 3, torch.ones(3),
+                       (), "f")  # fmt: skip
+    cls = METHODS.get("occamnets")
+    sides = {}
+    for backbone in ("bias-cnn", "tiny-cnn"):
+        hp = resolve_hparams(cls, DATASETS.get("biased-mnist"), {"width": 4, "backbone": backbone})
+        m = cls(info, hp, torch.device("cpu"))
+        m.setup()
+        with torch.no_grad():
+            outs = m.model.eval()(torch.randn(2, 3, 20, 20))
+        sides[backbone] = [o["cam"].shape[-1] for o in outs]
+    assert sides == {"bias-cnn": [10, 10, 5, 2], "tiny-cnn": [20, 10, 5, 5]}
