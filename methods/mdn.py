@@ -14,7 +14,9 @@ the regression but not subtracted ("confounder-only removal").
 - MDN-Linear (default): after the penultimate features (the MDN-normalised features are the
   ones the head reads and the record's dcor² measures). With the paper's CNN
   (``backbone=metanorm-cnn``) MDN sits after FC1, before its ReLU, as in the paper, and
-  ``mdn_conv=true`` adds MDN after each of the two convolutions (MDN-Conv).
+  ``mdn_conv=true`` adds MDN after each of the two convolutions (MDN-Conv); the record's
+  features (dcor²) are then FC1's normalised output before the ReLU, as the paper measures
+  them (``erm`` on ``metanorm-cnn`` reports the backbone's features, after the ReLU).
 - Inference reads the metadata attribute of each test sample (``predict_attrs``); the label
   column is not used there (filled with zeros).
 """
@@ -57,7 +59,15 @@ class MDNClassifier(nn.Module):
             self.backbone.metadata = x
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f = self.backbone(x)
+        """(logits, features). With the paper's CNN the features are FC1's MDN output
+        *before* its ReLU (where the paper measures dcor²); the head reads ReLU of them."""
+        b = self.backbone
+        if isinstance(b, MetanormCNN):
+            pre = b.fc1(b.forward_map(x).flatten(1))
+            if "fc1" in b.mdn:
+                pre = b.mdn["fc1"](pre, self.metadata)
+            return self.head(torch.relu(pre)), pre
+        f = b(x)
         if self.mdn is not None:
             f = self.mdn(f, self.metadata)
         return self.head(f), f

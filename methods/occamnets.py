@@ -10,7 +10,9 @@ A network with an exit after every stage (``benchmark.tracks.bias.OccamCNN``: fo
 2. exit-gate loss (weight 1): class-balanced BCE of the gate against t = 1[exit i is correct];
    a sample's target is refreshed only while the exit's running mean-per-class training
    accuracy of the epoch is at most its threshold (``thresholds`` 0.5/0.6/0.7/0.8) or in the
-   first epoch; otherwise its stored target is reused;
+   first epoch; otherwise its stored target is reused. A sample whose target was never set
+   (e.g. one that ``drop_last`` left out of every batch of the first epoch) gets it the
+   first time it is seen, whatever the accuracy, so no frozen target is a stale 0;
 3. gate-weighted CE: exit 0 weights samples by ``p_0(y|x)^3`` (bias amplification), exit
    i > 0 by ``(1 − g_{i−1})``; weights divided by their running maximum in the epoch
    (+1e-5), loss ``mean((w + 0.1)·CE)``. Exit 0 never trains the trunk (its input is
@@ -24,10 +26,17 @@ the last exit's pooled features (one width for every sample). The record's
 ``details.method.exit_counts`` gives, per evaluated split in evaluation order (the dataset's
 test split first), how many samples left at each exit. The paper's Occam ResNet-18 is not
 included (see the README).
+
+Trunk (``trunk``): ``auto`` mirrors the protocol backbone, so that ``erm`` and OccamNets
+compare on the same convolutions: with ``backbone=bias-cnn`` (``biased-mnist``'s 60-px
+canvases) the four stages are ``bias-cnn``'s (stride-2 stem w; w→2w; 2× max-pool, 2w→4w;
+2× max-pool, 4w→4w), otherwise the ``small-cnn`` layout of ``OccamCNN`` (w; pool, 2w; pool,
+4w; 4w). The exits (one per stage, widths w/2w/4w/4w) are the same in both.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -47,6 +56,7 @@ from benchmark import (
     Trainer,
     register_method,
 )
+from benchmark.backbones import _conv_bn
 from benchmark.tracks.bias import (
     OccamCNN,
     balanced_gate_loss,
@@ -59,6 +69,23 @@ from benchmark.tracks.bias import (
 EXITS = 4
 
 
+def bias_cnn_stages(in_channels: int, w: int) -> nn.ModuleList:
+    """``bias-cnn``'s convolutions as four Occam stages (w, 2w, 4w, 4w channels: the exits'
+    widths): stride-2 stem; w→2w; 2× max-pool, 2w→4w; 2× max-pool, 4w→4w. Conv weights
+    normal(0, √(2/(k²·out))) as ``OccamCNN``; BN weight 1, bias 0."""
+    stages = nn.ModuleList([
+        _conv_bn(in_channels, w, 2),
+        _conv_bn(w, 2 * w),
+        nn.Sequential(nn.MaxPool2d(2), _conv_bn(2 * w, 4 * w)),
+        nn.Sequential(nn.MaxPool2d(2), _conv_bn(4 * w, 4 * w)),
+    ])  # fmt: skip
+    for m in stages.modules():
+        if isinstance(m, nn.Conv2d):
+            n = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
+            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / n))
+    return stages
+
+
 @register_method("occamnets")
 class OccamNets(Method):
     """Early-exit CAM predictors with gates, trained towards the simplest sufficient exit."""
@@ -67,6 +94,9 @@ class OccamNets(Method):
     tracks = ("bias",)
     hparams = {
         "width": HParam(16, help="channels of the first stage (w, 2w, 4w, 4w)", valid=AT_LEAST_ONE),
+        "trunk": HParam("auto", help="stage layout: auto (bias-cnn's when backbone=bias-cnn, "
+                        "else small-cnn's), small-cnn, bias-cnn",
+                        choices=("auto", "small-cnn", "bias-cnn")),
         "cam_weight": HParam(0.1, help="weight of the CAM suppression loss", valid=NON_NEGATIVE),
         "gate_weight": HParam(1.0, help="weight of the exit-gate loss", valid=NON_NEGATIVE),
         "gamma0": HParam(3.0, help="exit 0's CE weight p^γ0 (bias amplification)",
@@ -87,11 +117,19 @@ class OccamNets(Method):
     smoke_settings = {"width": 4}
 
     def build(self) -> nn.Module:
-        return OccamCNN(self.info.input_shape[0], self.info.num_classes, self.hp.width)
+        c, w = self.info.input_shape[0], self.hp.width
+        net = OccamCNN(c, self.info.num_classes, w)
+        trunk = self.hp.trunk
+        if trunk == "auto":
+            trunk = "bias-cnn" if self.hp.backbone == "bias-cnn" else "small-cnn"
+        if trunk == "bias-cnn":
+            net.stages = bias_cnn_stages(c, w)
+        return net
 
     def fit(self, train: Split, trainer: Trainer) -> None:
         n, c = len(train), self.info.num_classes
         self.targets = torch.zeros(EXITS, n, device=self.device)
+        self.has_target = torch.zeros(n, dtype=torch.bool, device=self.device)
         self.correct = torch.zeros(EXITS, c, device=self.device)
         self.seen = torch.zeros(c, device=self.device)
         self.wmax = [0.0] * EXITS
@@ -120,6 +158,9 @@ class OccamNets(Method):
                 acc = float((self.correct[i][present] / self.seen[present]).mean())
                 if batch.epoch < hp.min_epochs or acc <= hp.thresholds[i]:
                     self.targets[i, idx] = hit
+                else:  # frozen: only samples never seen before get their first target
+                    new = ~self.has_target[idx]
+                    self.targets[i, idx[new]] = hit[new]
                 self.wmax[i] = max(self.wmax[i], float(weights[i].max()))
             w = weights[i] / (self.wmax[i] + 1e-5) + hp.weight_offset
             total = total + (w * ce).mean()
@@ -127,6 +168,7 @@ class OccamNets(Method):
             total = total + hp.gate_weight * balanced_gate_loss(
                 o["gate_logit"], self.targets[i, idx]
             )
+        self.has_target[idx] = True
         return total
 
     def _forward(self, x: torch.Tensor) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:

@@ -257,3 +257,88 @@ def test_pgi_weight_ramps_per_iteration_after_the_first_epoch() -> None:
     assert m.weight(3, 34, ipe) == pytest.approx(50.0 * 25 / 50)
     assert m.weight(5, 59, ipe) == pytest.approx(50.0)
     assert m.weight(9, 99, ipe) == pytest.approx(50.0)
+
+
+def test_occam_gate_target_set_when_a_sample_is_first_seen_after_the_freeze() -> None:
+    """A sample that ``drop_last`` kept out of epoch 0 gets its gate targets the first time it
+    is seen, even when the exits' accuracy has frozen the targets (review finding: they
+    stayed 0). Samples already seen keep their frozen targets."""
+    from benchmark.dataset import DATASETS, DatasetInfo
+    from benchmark.method import METHODS
+    from benchmark.runner import resolve_hparams
+    from benchmark.training import Batch
+
+    info = DatasetInfo("toy", "bias", 2, (1, 8, 8), (0.5,), (0.5,), torch.ones(2), (), "f")
+    cls = METHODS.get("occamnets")
+    hp = resolve_hparams(cls, DATASETS.get("colored-mnist"), {"width": 4, "thresholds": [0.0] * 4})
+    m = cls(info, hp, torch.device("cpu"))
+    m.setup()
+    n = 6
+    m.targets = torch.zeros(4, n)
+    m.has_target = torch.zeros(n, dtype=torch.bool)
+    m.correct, m.seen, m.wmax = torch.zeros(4, 2), torch.zeros(2), [0.0] * 4
+    torch.manual_seed(0)
+    x, y = torch.randn(n, 1, 8, 8), torch.tensor([0, 1, 0, 1, 0, 1])
+    m.model.train()
+    # epoch 0 saw samples 0-3 only (4 and 5 were dropped); their targets are set there
+    m.loss(Batch(x[:4], y[:4], {}, torch.arange(4), epoch=0, step=0))
+    before = m.targets[:, :4].clone()
+    # epoch 1: thresholds 0 -> frozen; every exit now answers class 0 on every sample
+    with torch.no_grad():
+        for e in m.model.exits:
+            e.cam.weight.zero_()
+            e.cam.bias.copy_(torch.tensor([5.0, -5.0]))
+    m.loss(Batch(x, y, {}, torch.arange(n), epoch=1, step=1))
+    assert torch.equal(m.targets[:, :4], before)  # frozen
+    assert m.targets[:, 4:].tolist() == [[1.0, 0.0]] * 4  # right on sample 4 (y 0), not on 5
+
+
+def test_mdn_features_on_the_paper_cnn_are_fc1_before_its_relu() -> None:
+    """With ``backbone=metanorm-cnn`` the features that dcor² reads are FC1's MDN output before
+    the ReLU (where the MDN paper measures them; review finding: they were after it), and the
+    head reads their ReLU."""
+    from benchmark.dataset import DATASETS, DatasetInfo
+    from benchmark.method import METHODS
+    from benchmark.runner import resolve_hparams
+
+    info = DatasetInfo("toy", "bias", 2, (1, 12, 12), (0.5,), (0.5,), torch.ones(2),
+                       ("confounder",), "f")  # fmt: skip
+    cls = METHODS.get("mdn")
+    hp = resolve_hparams(cls, DATASETS.get("metanorm-synth"), {"backbone": "metanorm-cnn"})
+    m = cls(info, hp, torch.device("cpu"))
+    m.setup()
+    torch.manual_seed(0)
+    layer = m.model.backbone.mdn["fc1"]
+    layer.set_kernel(torch.randn(20, 3))
+    layer.beta.normal_()
+    m.model.eval()
+    x, cf = torch.randn(5, 1, 12, 12), torch.randn(5)
+    with torch.no_grad():
+        out = m.predict_batch(x, {"confounder": cf})
+        b = m.model.backbone
+        meta = torch.stack([torch.zeros(5), cf, torch.ones(5)], 1)
+        pre = layer(b.fc1(b.forward_map(x).flatten(1)), meta)
+        assert bool((pre < 0).any())  # the case tells before from after the ReLU
+        assert torch.allclose(out.features, pre, atol=1e-6)
+        assert torch.allclose(out.logits, m.model.head(torch.relu(pre)), atol=1e-6)
+
+
+def test_occam_trunk_follows_the_protocol_backbone() -> None:
+    """``trunk=auto``: bias-cnn's stages (stride-2 stem, pools before stages 3 and 4) when the
+    protocol backbone is ``bias-cnn``, else the small-cnn layout (pools before stages 2, 3)."""
+    from benchmark.dataset import DATASETS, DatasetInfo
+    from benchmark.method import METHODS
+    from benchmark.runner import resolve_hparams
+
+    info = DatasetInfo("toy", "bias", 3, (3, 20, 20), (0.5,) * 3, (0.5,) * 3, torch.ones(3),
+                       (), "f")  # fmt: skip
+    cls = METHODS.get("occamnets")
+    sides = {}
+    for backbone in ("bias-cnn", "tiny-cnn"):
+        hp = resolve_hparams(cls, DATASETS.get("biased-mnist"), {"width": 4, "backbone": backbone})
+        m = cls(info, hp, torch.device("cpu"))
+        m.setup()
+        with torch.no_grad():
+            outs = m.model.eval()(torch.randn(2, 3, 20, 20))
+        sides[backbone] = [o["cam"].shape[-1] for o in outs]
+    assert sides == {"bias-cnn": [10, 10, 5, 2], "tiny-cnn": [20, 10, 5, 5]}
