@@ -214,3 +214,21 @@ def test_a_study_in_a_plugin_folder_is_discovered(tmp_path: Path) -> None:
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert "folder-study" in run.stdout and "tde-glyph-lt" in run.stdout
+
+
+def test_a_broken_builtin_study_is_recorded_and_the_others_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import benchmark.cli.studies as st
+    from benchmark.registry import FAILURES
+
+    (tmp_path / "broken_study.py").write_text("import sys\nsys.exit('no')\n")
+    monkeypatch.setattr(st, "_loaded", False)
+    monkeypatch.setattr(st, "builtin_studies_dir", lambda: tmp_path)
+    before = len(FAILURES)
+    try:
+        st.load_studies()  # neither raises nor exits
+        new = FAILURES[before:]
+        assert [(f.kind, f.stem) for f in new] == [("study", "broken_study")]
+    finally:
+        del FAILURES[before:]

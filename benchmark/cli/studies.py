@@ -19,16 +19,14 @@ study never changes a run id (the CLI is outside the hashed core).
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import statistics
-import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from benchmark.registry import FAILURES, PluginFailure, Registry, relpath
+from benchmark.registry import FAILURES, Registry
 
 #: exit code of ``bench reproduce`` when a claim that ran did not reproduce
 EXIT_NOT_REPRODUCED = 3
@@ -150,23 +148,12 @@ def load_studies() -> None:
     folder = builtin_studies_dir()
     if folder is None:
         return
-    for path in sorted(folder.glob("*.py")):
-        if path.name.startswith("_"):
-            continue
-        name = f"benchmark.plugins.studies_{path.stem}"
-        if name in sys.modules:
-            continue
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        try:
-            spec.loader.exec_module(module)
-        except Exception as exc:  # a broken study breaks only itself
-            sys.modules.pop(name, None)
-            FAILURES.append(
-                PluginFailure("study", relpath(path), f"{type(exc).__name__}: {exc}", path.stem)
-            )
+    from benchmark.plugins import import_folder
+
+    before = len(FAILURES)
+    import_folder(folder, "studies")  # a broken study is recorded, the others still load
+    for i in range(before, len(FAILURES)):  # the loader labels a kind by its folder's name
+        FAILURES[i] = replace(FAILURES[i], kind="study")
 
 
 # -- results ------------------------------------------------------------------------------------
