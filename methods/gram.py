@@ -9,7 +9,9 @@ relative excursions below the min and above the max of its predicted class, summ
 and channels and divided by its max softmax probability. Normalisation: each layer's deviation
 is divided by its mean over the ID ``val`` split (the paper draws 10% of the ID *test* set;
 bench never fits on test). Score ``−Σ_L δ_L / E_L`` (higher = more ID). Post hoc on the base's
-checkpoint; ``powers`` is a test-time knob.
+checkpoint; ``powers`` is a test-time knob. The hot loops (features, deviations) are in
+``benchmark.tracks.gram``: on the CPU a small C kernel compiled once per machine (the torch
+path, same numbers to rounding, when there is no C compiler).
 """
 
 from __future__ import annotations
@@ -19,13 +21,12 @@ from collections.abc import Iterator
 import torch
 
 from benchmark import AT_LEAST_ONE, Bundle, HParam, IntUniform, Outputs, Trainer, register_method
+from benchmark.tracks.gram import GramTable, gram_deviations, gram_rowsums, gram_table
 from benchmark.tracks.ood import (
     GramBounds,
     PostHocDetector,
     batches,
     gram_bounds,
-    gram_deviations,
-    gram_rowsums,
     gram_score,
     gram_tap_modules,
     msp_score,
@@ -65,14 +66,15 @@ class Gram(PostHocDetector):
     def calibrate(self, bundle: Bundle, trainer: Trainer) -> None:
         train = ((layers, pred) for layers, pred, _ in self._over(bundle, "train", trainer))
         self.bounds_: GramBounds = gram_bounds(train, self.info.num_classes)
+        self.table_: GramTable = gram_table(self.bounds_)
         devs = [
-            gram_deviations(*batch, self.bounds_) for batch in self._over(bundle, "val", trainer)
+            gram_deviations(*batch, self.table_) for batch in self._over(bundle, "val", trainer)
         ]
         self.bounds_.expected = torch.cat(devs).mean(0) + 1e-7
 
     def predict_batch(self, x: torch.Tensor) -> Outputs:
         layers, out = self._layers(x)
-        dev = gram_deviations(layers, out.logits.argmax(1), msp_score(out.logits), self.bounds_)
+        dev = gram_deviations(layers, out.logits.argmax(1), msp_score(out.logits), self.table_)
         return Outputs(
             logits=out.logits,
             features=out.features,

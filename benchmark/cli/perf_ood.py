@@ -230,21 +230,22 @@ def forward_only(case: Case) -> None:
 
 @torch.no_grad()
 def ours_gram(case: Case, powers: int) -> np.ndarray:
-    from benchmark.tracks import ood
+    from benchmark.tracks import gram, ood
 
     taps = [m for _, m in ood.gram_tap_modules(case.model)]
 
     def over(name: str) -> Iterator[tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]]:
         for x in case.splits[name]:
-            with ood.recording(taps, lambda o: ood.gram_rowsums(o, powers)) as store:
+            with ood.recording(taps, lambda o: gram.gram_rowsums(o, powers)) as store:
                 z = case.model(x)
             yield list(store), z.argmax(1), ood.msp_score(z)
 
     bounds = ood.gram_bounds(((v, p) for v, p, _ in over("train")), case.num_classes)
-    val = torch.cat([ood.gram_deviations(*b, bounds) for b in over("val")])
+    table = gram.gram_table(bounds)
+    val = torch.cat([gram.gram_deviations(*b, table) for b in over("val")])
     bounds.expected = val.mean(0) + 1e-7
     scores = [
-        ood.gram_score(ood.gram_deviations(*b, bounds), bounds.expected) for b in over("test")
+        ood.gram_score(gram.gram_deviations(*b, table), bounds.expected) for b in over("test")
     ]
     return torch.cat(scores).cpu().numpy()
 
