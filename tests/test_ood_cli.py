@@ -64,3 +64,20 @@ def test_perf_ood_times_cpu_seconds_and_agrees_with_the_reference(cli) -> None:
     assert set(rows) == {"gram", "mahalanobis"}
     assert rows["gram"]["max_rel_diff"] < 1e-6 and rows["mahalanobis"]["max_rel_diff"] < 1e-6
     assert rows["gram"]["speedup"] > 0 and rows["gram"]["forward_s"] > 0
+
+
+def test_perf_ood_extrapolates_a_reference_run_on_a_fraction(cli) -> None:
+    """``--reference-fraction``: the reference runs on the first half of each split, its time
+    is scaled by the image counts and flagged; the scores are compared on those images."""
+    import json
+
+    args = ["--case", "resnet18", "--n-train", "4", "--n-val", "2", "--n-test", "4", "--quiet"]
+    code, out, err = cli("perf", "ood", *args, "--powers", "2", "--batch-size", "2", "--json",
+                         "--reference-fraction", "0.5")  # fmt: skip
+    assert code == 0, err
+    row = {r["detector"]: r for r in json.loads(out)["rows"]}["gram"]
+    assert row["reference_extrapolated"] and row["reference_scale"] == 2.0
+    assert row["reference_s"] == 2.0 * row["reference_measured_s"]
+    assert row["max_rel_diff"] < 1e-6 and row["path"] in ("C kernel", "torch")
+    code, _, err = cli("perf", "ood", *args, "--reference-fraction", "0")
+    assert code == 2 and "reference-fraction" in err

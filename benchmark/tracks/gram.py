@@ -3,15 +3,19 @@ Examples with Gram Matrices, ICML 2020, §3), the fast path of the ``gram`` dete
 
 The taps, the recording hooks, the bounds (``GramBounds``, ``gram_bounds``: per predicted
 class, per feature min / max over ``train``) and the score stay in ``benchmark.tracks.ood``.
-This module holds the two hot loops in float64:
+This module holds the two hot loops, in float64:
 
-- ``gram_rowsums``: per order p, the power of the map in place, its column sums and the row
-  sums as one batched matrix-vector product (three passes over the map per order, no
-  temporaries of the map's size; ``ood.gram_rowsums`` made five).
-- ``gram_deviations``: layer by layer (the per-layer sum is a plain row sum; a whole-batch
-  ``(N, D)`` pass per elementwise op made large temporaries and an ``index_add_`` over D),
-  with the reciprocals ``1 / |min + 1e-6|`` and ``1 / |max + 1e-6|`` computed once from the
-  bounds (``GramTable``) instead of a division per sample.
+- ``gram_rowsums``: on the CPU a C kernel (``KERNEL_SOURCE``, compiled once per machine by
+  ``kernel``, called through ``ctypes``) that reads each map twice for all orders together
+  (column sums of every power, then row sums), where torch ops make several passes over the
+  map per order and are memory-bound; the roots in the same loop. Without a C compiler, on
+  CUDA or for more than 10 orders, ``torch_rowsums``: per order, the power in place, its column
+  sums and one batched matrix-vector product written into the output. Both agree with the
+  Gram matrix itself to rounding (``tests/test_ood_gram.py``).
+- ``gram_deviations``: layer by layer (the per-layer sum is a plain row sum; whole-batch
+  ``(N, D)`` passes made large temporaries and an ``index_add_`` over D), with the
+  reciprocals ``1 / |min + 1e-6|`` and ``1 / |max + 1e-6|`` computed once from the bounds
+  (``GramTable``) instead of a division per sample.
 
 The older ``ood.gram_rowsums`` / ``ood.gram_deviations`` are left unused in ``tracks/ood.py``:
 removing them changes that module, which every post-hoc detector imports (it would re-key
@@ -209,10 +213,12 @@ def _kernel_rowsums(lib: Any, fmap: torch.Tensor, powers: int) -> torch.Tensor:
     x = fmap.detach().flatten(2).contiguous()
     n, c, hw = x.shape
     out = torch.empty(n, powers, c, dtype=torch.float64)
+    if n == 0:
+        return out
     fn = lib.gram_rowsums_f32 if x.dtype == torch.float32 else lib.gram_rowsums_f64
     # ctypes releases the GIL: samples are split over torch's CPU threads (each sample is
     # computed alone, so the split does not change a bit)
-    parts = torch.arange(n).tensor_split(min(n, torch.get_num_threads())) if n else []
+    parts = torch.arange(n).tensor_split(min(n, torch.get_num_threads()))
 
     def run(idx: torch.Tensor) -> int:
         if not len(idx):
