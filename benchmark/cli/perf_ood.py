@@ -9,9 +9,12 @@ row sums and signed root and moves them to numpy; bounds are numpy min / max per
 class, layer and order; deviations are loops over layers, orders and classes. Mahalanobis:
 per-class means and the pooled covariance in numpy (float64, ``pinv``), distances per class.
 
-Ours: the hooks reduce each map to its row sums during the forward pass (``Σ_k G[c, k]`` as
-``Σ_s F^p[c, s] Σ_k F^p[k, s]``, no C × C product), bounds by one scatter-min/max per batch,
-deviations of all layers at once; everything stays on the device.
+Ours (``benchmark.tracks.gram``, what the ``gram`` plugin runs): the hooks reduce each map to
+its row sums during the forward pass (``Σ_k G[c, k]`` as ``Σ_s F^p[c, s] Σ_k F^p[k, s]``, no
+C × C product; on the CPU a C kernel compiled once per machine, loaded before the clock
+starts), bounds by one scatter-min/max per batch, deviations layer by layer with precomputed
+reciprocals; everything stays on the device. ``--reference-fraction`` runs the reference on a
+fraction of each split and extrapolates its time (labelled as such).
 
 Cases: ``digits`` (``digits-ood``'s splits through its protocol network ``small-cnn``, seeded
 random weights: the timing does not depend on training) and ``resnet18`` (random 32×32 RGB
