@@ -67,6 +67,19 @@ def test_perf_explain_maps_equal_the_references(cli) -> None:
     assert all(np.isfinite(r["ratio"]) and r["ratio"] > 0 for r in rows)
 
 
+@pytest.mark.parametrize("clock", ["cpu", "wall"])
+def test_perf_explain_clock(cli, clock: str) -> None:
+    """CPU time by default on the CPU (a shared machine's wall clock counts other jobs)."""
+    args = ["perf", "explain", "--device", "cpu", "--images", "1", "--masks", "4",
+            "--gradcam-images", "2", "--batch", "4", "--repeat", "1", "--threads", "1"]  # fmt: skip
+    code, out, err = cli(*args, "--json", "--clock", clock)
+    assert code == 0, err
+    assert json.loads(out)["environment"]["clock"] == clock
+    code, out, err = cli(*args)
+    assert code == 0, err
+    assert "process CPU seconds" in out.splitlines()[0]
+
+
 @pytest.mark.parametrize("backbone", ["small-cnn", "vit-micro"])
 def test_perf_explain_on_another_backbone(cli, backbone: str) -> None:
     code, out, err = cli(

@@ -25,7 +25,14 @@ from benchmark.tracks.explain import (
     rise_settings,
     to_input_size,
 )
-from benchmark.tracks.posthoc import CPU_CHUNK, cam, grad_cam
+from benchmark.tracks.posthoc import (
+    CPU_CHUNK,
+    cam,
+    classifier_logits,
+    feature_map,
+    folded,
+    grad_cam,
+)
 
 
 def tiny_net(seed: int = 0, classes: int = 4, side: int = 16) -> Classifier:
@@ -115,6 +122,48 @@ def test_grad_cam_batches_beyond_one_cpu_chunk_equal_the_direct_computation() ->
     ref, ref_c = direct_grad_cam(model, x)
     assert torch.equal(c, ref_c)
     assert torch.allclose(maps, ref, atol=1e-5, rtol=1e-5)
+
+
+def _has_batchnorm(module: torch.nn.Module) -> bool:
+    return any(isinstance(m, torch.nn.BatchNorm2d) for m in module.modules())
+
+
+def test_inference_copy_folds_batchnorm_and_computes_the_same_function() -> None:
+    """The no-grad paths (feature map, logits) run a copy with BatchNorm folded into the
+    convolutions: no BatchNorm left, the same feature maps and logits to 1e-5."""
+    model, x = tiny_net(seed=11), images(n=CPU_CHUNK + 3, seed=12)
+    assert not _has_batchnorm(folded(model, "map")) and not _has_batchnorm(folded(model))
+    assert folded(model, "map") is folded(model, "map")  # cached per model
+    with torch.no_grad():
+        ref_map, ref_logits = model.backbone.forward_map(x), model(x)
+    fmap = feature_map(model, x)
+    assert fmap.is_contiguous() and fmap.shape == ref_map.shape
+    assert torch.allclose(fmap, ref_map, atol=1e-5, rtol=1e-5)
+    assert torch.allclose(classifier_logits(model, x), ref_logits, atol=1e-5, rtol=1e-5)
+
+
+def test_inference_copy_follows_weight_and_mode_changes() -> None:
+    """A changed parameter or BN statistic rebuilds the folded copy; a model in training
+    mode is not folded (its BatchNorm uses the batch's statistics)."""
+    model, x = tiny_net(seed=13), images(seed=14)
+    first = folded(model, "map")
+    bn = model.backbone.body[-1][1]
+    with torch.no_grad():
+        bn.running_mean.add_(0.5)  # in place: the same storage, a new version
+        model.head.weight.mul_(2.0)
+        ref_map, ref_logits = model.backbone.forward_map(x), model(x)
+    assert folded(model, "map") is not first
+    assert torch.allclose(feature_map(model, x), ref_map, atol=1e-5, rtol=1e-5)
+    assert torch.allclose(classifier_logits(model, x), ref_logits, atol=1e-5, rtol=1e-5)
+    model.train()
+    assert _has_batchnorm(folded(model, "map")) and _has_batchnorm(folded(model))
+    model.eval()
+    assert not _has_batchnorm(folded(model, "map"))
+
+
+def test_inference_copy_of_a_model_without_batchnorm_is_the_model() -> None:
+    model = vit_net("gap")
+    assert folded(model) is model
 
 
 # -- Vision Transformers: Grad-CAM on the last block's patch tokens, CAM on gap pooling -----
