@@ -419,7 +419,7 @@ def plot_per_group(dataset: str, cards: Sequence[MethodCard]) -> str | None:
     method, from the long-tail lens of :func:`group_tail`; None when no card has it."""
     import re
 
-    from benchmark.report import _new_figure, figure_png
+    from benchmark.report import _new_figure, accuracy_vs_frequency_png
 
     fig = ax = None
     for card in cards:
@@ -440,12 +440,7 @@ def plot_per_group(dataset: str, cards: Sequence[MethodCard]) -> str | None:
         ax.plot([p[1] for p in points], [p[2] for p in points], "o-", ms=5, label=card.method)
         for g, n, acc in points:
             ax.annotate(f"g{g}", (n, acc), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    if fig is None:
-        return None
-    ax.set_xscale("log")
-    ax.set_ylim(-0.03, 1.03)
-    ax.legend(fontsize=7, loc="lower right")
-    return figure_png(fig)
+    return accuracy_vs_frequency_png(fig, ax)
 
 
 def card_json(
