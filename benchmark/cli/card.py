@@ -500,10 +500,12 @@ def card_body(record: Mapping[str, Any], rows: Sequence[Any], figures: Sequence[
         "</tr></thead><tbody>",
     ]
     for lens, label, cells in rows:
+        wordy = label in ("not supported", "not scored", "scored by")  # text, not numbers
         cls = ' class="absent"' if label in ("not supported", "not scored") else ""
+        td = '<td class="note">' if wordy else "<td>"
         body.append(
             f'<tr{cls}><td class="text">{esc(lens)}</td><td class="text">{esc(label)}</td>'
-            + "".join(f"<td>{esc(c)}</td>" for c in cells)
+            + "".join(f"{td}{esc(c)}</td>" for c in cells)
             + "</tr>"
         )
     body.append("</tbody></table>")
@@ -536,7 +538,8 @@ def card_html(record: Mapping[str, Any], rows: Sequence[Any], figures: Sequence[
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{esc(csp)}">'
         f"<title>{esc(card_title(record))}</title><style>{STYLE} tr.absent td "
-        "{ color: #888; }</style></head>\n<body>\n"
+        "{ color: #888; } td.note { text-align: left; max-width: 24em; font-size: 12px; "
+        "color: #555; } th.method { min-width: 8em; }</style></head>\n<body>\n"
         + card_body(record, rows, figures)
         + "\n</body></html>\n"
     )
