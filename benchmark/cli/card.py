@@ -365,6 +365,11 @@ def _fmt(key: str, value: float) -> str:
     return f"{value * k:.2f}" if k != 1.0 else f"{value:.3f}"
 
 
+def _base(key: str) -> str:
+    """The metric of a card key: ``auroc@ood (own msp)`` -> ``auroc``."""
+    return key.split("@")[0].split(" ")[0]
+
+
 def _arrow(key: str) -> str:
     from benchmark.tables import arrow
 
@@ -380,6 +385,8 @@ def card_rows(methods: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, list
         keys: list[str] = []
         for g in got:
             keys += [k for k in g["values"] if k not in keys]
+        order = LENS_KEYS[lens]  # the lens's order, also for a card.json read back (sorted)
+        keys.sort(key=lambda k: order.index(_base(k)) if _base(k) in order else len(order))
         if not keys:
             whys = [g["absent"] for g in got]
             dataset_lacks = all(" has no " in w or " is not a " in w for w in whys)
@@ -495,7 +502,7 @@ def card_body(record: Mapping[str, Any], rows: Sequence[Any], figures: Sequence[
         f"fingerprint {esc(record['dataset_fingerprint'])} · explainer "
         f"<b>{esc(record['explainer'])}</b> · OoD detector <b>{esc(record['detector'])}</b> "
         "(post hoc, on each method's checkpoint) · values in % (dcor² raw)</p>",
-        '<table class="card"><thead><tr><th>lens</th><th>metric</th>',
+        '<table class="card"><thead><tr><th>lens</th><th class="text">metric</th>',
         *(f'<th class="method">{esc(m)}</th>' for m in methods),
         "</tr></thead><tbody>",
     ]
@@ -539,9 +546,8 @@ def card_html(record: Mapping[str, Any], rows: Sequence[Any], figures: Sequence[
         f'<meta http-equiv="Content-Security-Policy" content="{esc(csp)}">'
         f"<title>{esc(card_title(record))}</title><style>{STYLE} tr.absent td "
         "{ color: #888; } td.note { text-align: left; max-width: 24em; font-size: 12px; "
-        "color: #555; } th.method { min-width: 8em; }</style></head>\n<body>\n"
-        + card_body(record, rows, figures)
-        + "\n</body></html>\n"
+        "color: #555; } th.method { min-width: 8em; } th.text { text-align: left; }"
+        "</style></head>\n<body>\n" + card_body(record, rows, figures) + "\n</body></html>\n"
     )
 
 
