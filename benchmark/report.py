@@ -191,6 +191,12 @@ def plot_per_class(dataset: str, series: Mapping[str, list[RunRecord]]) -> str |
             warnings.simplefilter("ignore", RuntimeWarning)
             accs = np.nanmean(np.array([d[1] for d in data], dtype=float), axis=0)
         ax.scatter(counts, accs, s=12, alpha=0.7, label=label)
+    return accuracy_vs_frequency_png(fig, ax)
+
+
+def accuracy_vs_frequency_png(fig: Any, ax: Any) -> str | None:
+    """An accuracy (0–1) vs training-images plot finished (log x, legend) as a PNG data
+    URI; None when nothing was drawn (``fig`` is None)."""
     if fig is None:
         return None
     ax.set_xscale("log")

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import tiny_settings
 
@@ -28,19 +29,25 @@ def stored(results: Path) -> dict[str, dict]:
 @pytest.mark.parametrize(
     ("dataset", "posthoc", "lenses"),
     [
-        ("waterbirds-synth", "gradcam", {"bias", "calibration", "explain"}),
-        ("digits-ood", "energy", {"calibration", "ood"}),
-        ("glyph-lt", None, {"calibration", "longtail"}),
+        (
+            "waterbirds-synth",
+            ("gradcam", "energy"),
+            {"bias", "calibration", "longtail", "ood", "shift", "explain"},
+        ),
+        ("digits-ood", ("energy",), {"calibration", "ood"}),
+        ("glyph-lt", (), {"calibration", "longtail"}),
     ],
 )
 def test_card_numbers_equal_the_run_records(
-    cli, tmp_path: Path, dataset: str, posthoc: str | None, lenses: set[str]
+    cli, tmp_path: Path, dataset: str, posthoc: tuple[str, ...], lenses: set[str]
 ) -> None:
     """The card, made from the checkpoints alone (run records deleted), shows exactly the
-    metrics of the separate ``bench run`` records of the same checkpoint."""
+    metrics of the separate ``bench run`` records of the same checkpoint: on
+    waterbirds-synth every lens, the OoD split's AUROC (``energy`` on the checkpoint) and
+    the covariate-shift split's accuracy / ECE included."""
     settings = tiny_settings(dataset)
     first = tmp_path / "first"
-    for method in ("erm", posthoc) if posthoc else ("erm",):  # post hoc on erm's checkpoint
+    for method in ("erm", *posthoc):  # post hoc on erm's checkpoint
         code, _, err = cli(
             "run", "--method", method, "--dataset", dataset, "--set", *settings,
             "--results", first, "--quiet",
@@ -62,23 +69,46 @@ def test_card_numbers_equal_the_run_records(
     (erm,) = card["methods"]
     supported = {name for name, lens in erm["lenses"].items() if lens["values"]}
     assert supported == lenses
+    roles = {"ood": "energy", "explain": "gradcam"}
     for name, lens in erm["lenses"].items():
         assert bool(lens["absent"]) != bool(lens["values"]), name
         for key, value in lens["values"].items():
-            metric, _, split = key.partition("@")
-            split = split.split(" ")[0] or "test"
-            source = by_method[posthoc] if name in ("ood", "explain") else by_method["erm"]
+            source = by_method[roles.get(name, "erm")]
             if " (own " in key:
                 source = by_method["erm"]
+            group = re.fullmatch(r"acc\[group (\d+), ([\d,]+) train\]", key)
+            if group:  # the long-tail lens of a dataset with groups: per-group accuracy
+                details = source["details"]["test"]["worst-group-accuracy"]
+                assert value == details["per_group"][group[1]], key
+                continue
+            metric, _, split = key.partition("@")
+            split = split.split(" ")[0] or "test"
             expected = source["metrics"][split][metric]
             same_nan = math.isnan(value) and math.isnan(expected)  # an empty shot group
             assert value == expected or same_nan, (name, key)
     # the card re-made the same records (same run ids) from the checkpoints
     assert set(stored(second)) == set(records)
     page = (out / "card.html").read_text()
-    assert "gradcam" in page and "energy" in page and "not supported" in page
+    assert "gradcam" in page and "energy" in page
+    assert ("not supported" in page) == (len(lenses) < len(erm["lenses"]))  # every lens: none
     assert (out / "reliability-erm.png").is_file()
-    assert (out / "per-class.png").is_file() == ("longtail" in lenses)
+    assert (out / "per-class.png").is_file() == (dataset == "glyph-lt")
+    assert (out / "per-group.png").is_file() == (dataset == "waterbirds-synth")
+    if dataset == "waterbirds-synth":
+        values = erm["lenses"]
+        assert {"auroc@ood", "fpr95@ood", "auroc@ood (own msp)"} <= set(values["ood"]["values"])
+        assert {"acc@shift", "ece@shift", "worst_group@shift"} == set(values["shift"]["values"])
+        # one row per training group, its size from the training split
+        from benchmark.data import load_bundle
+        from benchmark.dataset import DATASETS
+
+        tiny = DATASETS.get(dataset).tiny  # what tiny_settings passes as dataset.* options
+        groups = load_bundle(dataset, dict(tiny)).splits["train"].attrs["group"]
+        counts = torch.bincount(groups).tolist()
+        keys = list(values["longtail"]["values"])
+        sizes = [int(re.search(r", ([\d,]+) train", k)[1].replace(",", "")) for k in keys]
+        assert sorted(sizes) == sorted(c for c in counts if c)
+        assert "2 classes" in values["longtail"]["source"]
 
 
 def test_card_refuses_to_train_without_a_checkpoint(cli, tmp_path: Path) -> None:
@@ -155,7 +185,12 @@ def test_card_renders_in_a_headless_browser(cli, tmp_path: Path) -> None:
     lenses = card["methods"][0]["lenses"]
     worst = lenses["bias"]["values"]["worst_group"]
     assert table[("bias", "worst_group ↑")] == f"{worst * 100:.2f}"
-    assert table[("OoD detection", "not supported")] == "waterbirds-synth has no OoD split"
+    auroc = lenses["ood"]["values"]["auroc@ood"]
+    assert table[("OoD detection", "scored by")] == "energy on erm"
+    assert table[("OoD detection", "auroc@ood ↑")] == f"{auroc * 100:.2f}"
+    shift = lenses["shift"]["values"]["acc@shift"]
+    assert table[("covariate shift", "acc@shift ↑")] == f"{shift * 100:.2f}"
+    assert table[("long tail", "scored by")].startswith("erm: per-group test accuracy")
     assert table[("explanations", "scored by")] == "gradcam on erm"
     assert "miou ↑" in {k[1] for k in table}
     assert dom.count("<img ") == len(list(out.glob("*.png")))  # every panel is on the page

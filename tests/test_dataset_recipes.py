@@ -48,13 +48,15 @@ ALTERNATIVES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     ),
     "metanorm-synth": ({"n": 6}, {"n": 5, "seed": 7}),
     "waterbirds-synth": (
-        {"sizes": [40, 12, 12], "size": 20},
+        {"sizes": [40, 12, 12], "size": 20, "n_ood": 6, "n_shift": 6},
         {
             "p_aligned": 0.6,
             "eval_p_aligned": 0.9,
             "waterbird_fraction": 0.5,
             "sizes": [40, 12, 13],
             "size": 21,
+            "n_ood": 7,
+            "n_shift": 8,
             "seed": 1,
         },
     ),
@@ -253,6 +255,65 @@ def test_waterbirds_group_structure() -> None:
         mean = (x * background).sum((2, 3)) / background.sum((2, 3))
         blue = mean[:, 2] - mean[:, 1]
         assert float(blue[place == 1].min()) > float(blue[place == 0].max())
+
+
+def _split_digest(split: Any) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for t in (split.inputs, split.labels, *(split.attrs[k] for k in sorted(split.attrs))):
+        h.update(t.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def test_waterbirds_v2_keeps_the_v1_images_bit_for_bit() -> None:
+    """The OoD and covariate-shift splits come from their own generators: train/val/test
+    are version 1's tensors (digests of images, labels and attributes computed with the
+    version-1 code), whatever n_ood / n_shift are."""
+    v1 = {"train": "579ba817d184e2c9", "val": "ed38ebbc1631d7ed", "test": "853f0dfe4b1f515d"}
+    tiny = DATASETS.get("waterbirds-synth").tiny
+    for n_ood, n_shift in ((8, 8), (3, 11)):
+        bundle = load_bundle("waterbirds-synth", {**tiny, "n_ood": n_ood, "n_shift": n_shift})
+        assert {s: _split_digest(bundle.splits[s]) for s in v1} == v1
+        assert len(bundle.splits["ood"]) == n_ood and len(bundle.splits["shift"]) == n_shift
+    small = {**tiny, "n_ood": 2, "n_shift": 2}
+    one = load_bundle("waterbirds-synth", small)
+    other = load_bundle("waterbirds-synth", {**small, "n_ood": 3})
+    assert torch.equal(one.splits["shift"].inputs, other.splits["shift"].inputs)
+
+
+def test_waterbirds_ood_and_shift_splits() -> None:
+    from benchmark.dataset import provided_tracks
+    from benchmark.plugins.datasets import waterbirds_synth as wb
+
+    bundle = load_bundle(
+        "waterbirds-synth", {"sizes": [40, 12, 200], "size": 24, "n_ood": 60, "n_shift": 400}
+    )
+    assert bundle.eval_splits == ("test", "ood", "shift")
+    assert "ood" in provided_tracks(bundle.track, wb.WaterbirdsSynth.attrs)
+    ood, shift, test = (bundle.splits[s] for s in ("ood", "shift", "test"))
+    # OoD: labels -1, paired with test, shapes of neither family, half land / half water
+    assert ood.pair_with == "test" and bool((ood.labels == -1).all())
+    assert not set(wb.OOD_SHAPES) & {n for f in wb.FAMILIES for n in f}
+    assert int(ood.attrs["bias"].sum()) == 30
+    # covariate shift: labelled like test (same class share, half aligned), no masks
+    assert shift.pair_with is None
+    assert set(shift.attrs) == {"bias", "aligned", "group", "background"}
+    y, family = shift.labels, shift.attrs["bias"]
+    assert int((y == 1).sum()) == math.floor(400 * 0.2321 + 0.5)
+    for c in (0, 1):
+        n_c = int((y == c).sum())
+        assert int(((y == c) & (family == c)).sum()) == math.floor(n_c * 0.5 + 0.5)
+    assert torch.equal(shift.attrs["group"], 2 * y + family)
+    kind = shift.attrs["background"]
+    assert set(kind[family == 0].tolist()) == {0, 2} and set(kind[family == 1].tolist()) == {1}
+    # the backgrounds are new: a shift image's corner colours are neither land's (green or
+    # brown, blue lowest) nor water's (blue highest)
+    corner = shift.inputs[:, :, :3, :3].float().mean((2, 3))
+    test_corner = test.inputs[:, :, :3, :3].float().mean((2, 3))
+    far = torch.cdist(corner, test_corner).min(1).values  # distance to the nearest test corner
+    assert float((far > 20).float().mean()) > 0.5
+    assert not torch.equal(shift.inputs[:8], test.inputs[:8])
 
 
 # -- objects-masks -------------------------------------------------------------------------

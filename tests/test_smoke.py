@@ -131,9 +131,15 @@ def test_declared_metadata_matches_the_bundle(dataset: str) -> None:
     options = {k: v for k, v in cls.tiny.items()}
     bundle = load_bundle(dataset, options)
     assert bundle.track == cls.track and bundle.version == cls.version
+    # ``is_ood``: the runner adds it to a split paired with an OoD split (``pair_with``)
+    declared = set(cls.attrs) - {"is_ood"}
+    paired = [s for s in bundle.eval_splits if bundle.splits[s].pair_with]
+    assert ("is_ood" in cls.attrs) == bool(paired) or cls.track == "ood"
     for split in bundle.eval_splits:
-        assert set(cls.attrs) <= set(bundle.splits[split].attrs), split
-    assert set(cls.attrs) <= set(bundle.splits["train"].attrs)
+        if not bundle.splits[split].pair_with:  # an OoD split holds only its own attributes
+            assert declared <= set(bundle.splits[split].attrs) | {"mask"}, split
+    assert declared <= set(bundle.splits["train"].attrs)
+    assert declared <= set(bundle.splits[bundle.eval_splits[0]].attrs)
     train = bundle.splits["train"]
     assert train.labels.dtype == torch.int64
     assert int(train.labels.max()) < bundle.num_classes

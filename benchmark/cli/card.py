@@ -6,11 +6,17 @@ the dataset supports:
 - **bias** (datasets with groups / aligned / confounder attributes): worst-group and
   mean-group accuracy, aligned / conflicting accuracy, dcor² of the features vs the bias;
 - **long tail** (long-tailed datasets): Many / Medium / Few, per-class accuracy vs training
-  frequency;
+  frequency; on a dataset that is not long-tailed but has groups (``waterbirds-synth``: two
+  classes, so no Many / Medium / Few), the tail is the small groups: per-group test accuracy
+  beside the group's training images (``acc[group G, N train]``, from the worst-group
+  metric's per-group details), and a panel of it;
 - **calibration** (every classifier): ECE, adaptive ECE, MCE, reliability diagram;
 - **OoD** (datasets with OoD splits): AUROC and FPR@95TPR per OoD split of a post-hoc
   detector on the checkpoint (``--detector``, default ``energy``), and of the method's own
   score when it gives one;
+- **covariate shift** (datasets with labelled evaluation splits besides ``test`` that are not
+  OoD splits, e.g. ``waterbirds-synth``'s ``shift``): accuracy, ECE and worst-group accuracy
+  on each, under the record's keys ``acc@shift``, ``ece@shift``, ``worst_group@shift``;
 - **explanations** (datasets with object masks): mIoU, Insertion, Deletion of a post-hoc
   explainer on the checkpoint (``--explainer``, default ``gradcam``).
 
@@ -39,6 +45,7 @@ LENS_KEYS: dict[str, tuple[str, ...]] = {
     "bias": ("worst_group", "mean_group", "aligned", "conflicting", "dcor2"),
     "longtail": ("many", "medium", "few"),
     "ood": ("auroc", "fpr95"),
+    "shift": ("acc", "ece", "worst_group"),
     "explain": ("miou", "insertion", "deletion"),
 }
 LENS_TITLES = {
@@ -46,8 +53,11 @@ LENS_TITLES = {
     "bias": "bias",
     "longtail": "long tail",
     "ood": "OoD detection",
+    "shift": "covariate shift",
     "explain": "explanations",
 }
+#: the worst-group metric's details key (per-group accuracy and counts of a split)
+GROUP_DETAILS = "worst-group-accuracy"
 
 EPILOG = """examples:
   bench card --method erm,group-upweight --dataset waterbirds-synth
@@ -195,6 +205,7 @@ def score_methods(
         ood_splits = [
             s for s in bundle.eval_splits if bundle.splits[s].pair_with and s in bundle.splits
         ]
+        shift_splits = [s for s in bundle.eval_splits if s != "test" and s not in ood_splits]
 
         def from_record(lens: str, rec: Any, source: str) -> Lens:
             vals = {k: rec.metrics["test"][k] for k in LENS_KEYS[lens] if k in rec.metrics["test"]}
@@ -208,6 +219,10 @@ def score_methods(
         # long tail
         if "many" in test or "few" in test or "longtail" in tracks:
             card.lenses["longtail"] = from_record("longtail", record, m)
+        elif GROUP_DETAILS in record.details.get("test", {}) and "group" in (
+            bundle.splits["train"].attrs
+        ):
+            card.lenses["longtail"] = group_tail(record, bundle, m)
         else:
             card.lenses["longtail"] = Lens(
                 "longtail", absent=f"{dataset} is not a long-tailed dataset"
@@ -245,6 +260,18 @@ def score_methods(
             card.lenses["ood"] = lens
         else:
             card.lenses["ood"] = Lens("ood", absent=f"{dataset} has no OoD split")
+        # covariate shift: the method's own record on the labelled non-test splits
+        if shift_splits:
+            lens = Lens("shift", source=m, run_ids=[record.run_id])
+            for split in shift_splits:
+                for k in LENS_KEYS["shift"]:
+                    if k in record.metrics.get(split, {}):
+                        lens.values[f"{k}@{split}"] = record.metrics[split][k]
+            if not lens.values:
+                lens.absent = f"{m} has no accuracy on {', '.join(shift_splits)}"
+            card.lenses["shift"] = lens
+        else:
+            card.lenses["shift"] = Lens("shift", absent=f"{dataset} has no covariate-shift split")
         # explanations: the explainer on this checkpoint (or the method's own maps)
         if "explain" in tracks:
             if any(k in test for k in LENS_KEYS["explain"]):
@@ -266,6 +293,35 @@ def score_methods(
     if bundle is None:
         raise BenchError("no method to score")
     return cards, bundle
+
+
+def train_group_counts(bundle: Any) -> dict[int, int]:
+    """Training images per group id (the ``group`` attribute of the train split)."""
+    import torch
+
+    groups = bundle.splits["train"].attrs["group"]
+    counts = torch.bincount(torch.as_tensor(groups).long().flatten())
+    return {g: int(n) for g, n in enumerate(counts.tolist()) if n}
+
+
+def group_tail(record: Any, bundle: Any, method: str) -> Lens:
+    """The long-tail lens of a dataset with groups but no long tail of classes: each
+    group's test accuracy (the worst-group metric's details) beside its training images,
+    rarest group first. The lens's source names the class frequencies."""
+    # keys are ints in a record made now, strings in one read back from its JSON file
+    per_group = {str(g): v for g, v in record.details["test"][GROUP_DETAILS]["per_group"].items()}
+    counts = train_group_counts(bundle)
+    classes = bundle.class_counts("train").tolist()
+    lens = Lens("longtail", run_ids=[record.run_id])
+    lens.source = (
+        f"{method}: per-group test accuracy vs the group's training images ("
+        f"{len(classes)} classes, {' / '.join(f'{c:,}' for c in classes)} training images"
+        + (": no Many / Medium / Few)" if len(classes) < 3 else ")")
+    )
+    for g in sorted(counts, key=lambda g: (counts[g], g)):
+        if str(g) in per_group:
+            lens.values[f"acc[group {g}, {counts[g]:,} train]"] = per_group[str(g)]
+    return lens
 
 
 def _posthoc(
@@ -309,6 +365,11 @@ def _fmt(key: str, value: float) -> str:
     return f"{value * k:.2f}" if k != 1.0 else f"{value:.3f}"
 
 
+def _base(key: str) -> str:
+    """The metric of a card key: ``auroc@ood (own msp)`` -> ``auroc``."""
+    return key.split("@")[0].split(" ")[0]
+
+
 def _arrow(key: str) -> str:
     from benchmark.tables import arrow
 
@@ -324,6 +385,8 @@ def card_rows(methods: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, list
         keys: list[str] = []
         for g in got:
             keys += [k for k in g["values"] if k not in keys]
+        order = LENS_KEYS[lens]  # the lens's order, also for a card.json read back (sorted)
+        keys.sort(key=lambda k: order.index(_base(k)) if _base(k) in order else len(order))
         if not keys:
             whys = [g["absent"] for g in got]
             dataset_lacks = all(" has no " in w or " is not a " in w for w in whys)
@@ -346,6 +409,9 @@ def panels(cards: Sequence[MethodCard], dataset: str) -> list[tuple[str, str, st
     png = plot_per_class(dataset, main)
     if png:
         out.append(("per-class.png", "per-class test accuracy vs training images", png))
+    png = plot_per_group(dataset, cards)
+    if png:
+        out.append(("per-group.png", "per-group test accuracy vs training images", png))
     for label, png in plot_reliability(dataset, main):
         out.append((f"reliability-{label}.png", f"reliability diagram of {label}", png))
     explained = {f"{c.method}": [c.records["explainer"]] for c in cards if "explainer" in c.records}
@@ -353,6 +419,35 @@ def panels(cards: Sequence[MethodCard], dataset: str) -> list[tuple[str, str, st
     if png:
         out.append(("insertion-deletion.png", "Insertion / Deletion curves", png))
     return out
+
+
+def plot_per_group(dataset: str, cards: Sequence[MethodCard]) -> str | None:
+    """Per-group test accuracy vs the group's training images (log), one series per
+    method, from the long-tail lens of :func:`group_tail`; None when no card has it."""
+    import re
+
+    from benchmark.report import _new_figure, accuracy_vs_frequency_png
+
+    fig = ax = None
+    for card in cards:
+        lens = card.lenses.get("longtail")
+        points = []
+        for key, value in lens.values.items() if lens else ():
+            hit = re.fullmatch(r"acc\[group (\d+), ([\d,]+) train\]", key)
+            if hit:
+                points.append((int(hit[1]), int(hit[2].replace(",", "")), value))
+        if not points:
+            continue
+        if fig is None:
+            fig, ax = _new_figure(
+                f"{dataset}: per-group accuracy vs training frequency",
+                "training images of the group (log)",
+                "test accuracy of the group",
+            )
+        ax.plot([p[1] for p in points], [p[2] for p in points], "o-", ms=5, label=card.method)
+        for g, n, acc in points:
+            ax.annotate(f"g{g}", (n, acc), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    return accuracy_vs_frequency_png(fig, ax)
 
 
 def card_json(
@@ -407,15 +502,17 @@ def card_body(record: Mapping[str, Any], rows: Sequence[Any], figures: Sequence[
         f"fingerprint {esc(record['dataset_fingerprint'])} · explainer "
         f"<b>{esc(record['explainer'])}</b> · OoD detector <b>{esc(record['detector'])}</b> "
         "(post hoc, on each method's checkpoint) · values in % (dcor² raw)</p>",
-        '<table class="card"><thead><tr><th>lens</th><th>metric</th>',
+        '<table class="card"><thead><tr><th>lens</th><th class="text">metric</th>',
         *(f'<th class="method">{esc(m)}</th>' for m in methods),
         "</tr></thead><tbody>",
     ]
     for lens, label, cells in rows:
+        wordy = label in ("not supported", "not scored", "scored by")  # text, not numbers
         cls = ' class="absent"' if label in ("not supported", "not scored") else ""
+        td = '<td class="note">' if wordy else "<td>"
         body.append(
             f'<tr{cls}><td class="text">{esc(lens)}</td><td class="text">{esc(label)}</td>'
-            + "".join(f"<td>{esc(c)}</td>" for c in cells)
+            + "".join(f"{td}{esc(c)}</td>" for c in cells)
             + "</tr>"
         )
     body.append("</tbody></table>")
@@ -448,9 +545,9 @@ def card_html(record: Mapping[str, Any], rows: Sequence[Any], figures: Sequence[
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{esc(csp)}">'
         f"<title>{esc(card_title(record))}</title><style>{STYLE} tr.absent td "
-        "{ color: #888; }</style></head>\n<body>\n"
-        + card_body(record, rows, figures)
-        + "\n</body></html>\n"
+        "{ color: #888; } td.note { text-align: left; max-width: 24em; font-size: 12px; "
+        "color: #555; } th.method { min-width: 8em; } th.text { text-align: left; }"
+        "</style></head>\n<body>\n" + card_body(record, rows, figures) + "\n</body></html>\n"
     )
 
 
