@@ -221,3 +221,24 @@ def test_report_shows_the_written_cards(tmp_path: Path) -> None:
     html = card
     assert "<td>25.00</td>" in html and "x has no OoD split" in html and "x&lt;b&gt;" in html
     assert 'src="data:image/png;base64,' in html
+
+
+def test_missing_checkpoint_names_the_thread_counts_of_stored_runs(tmp_path: Path) -> None:
+    """A checkpoint trained with another CPU thread count is not found (the count is part of
+    its key): the error says so and which OMP_NUM_THREADS reuses it."""
+    import torch
+
+    from benchmark.cli.card import other_thread_counts
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    other = torch.get_num_threads() + 1
+    env = {"device": "cpu", "torch": torch.__version__, "threads": other}
+    rec = {"method": "erm", "dataset": "waterbirds-synth", "seed": 0, "env_key": env}
+    (runs / "a.json").write_text(json.dumps(rec))
+    (runs / "broken.json").write_text("{")
+    hint = other_thread_counts(tmp_path, ("erm", "waterbirds-synth", 0))
+    assert f"OMP_NUM_THREADS={other}" in hint and f"with {other} CPU thread" in hint
+    assert other_thread_counts(tmp_path, ("erm", "waterbirds-synth", 1)) == ""
+    assert other_thread_counts(tmp_path, ("gradcam", "waterbirds-synth", 0)) == ""
+    assert other_thread_counts(tmp_path, None) == ""

@@ -139,6 +139,7 @@ class _Guarded:
         self._store = store
         self.allow_train = allow_train
         self.pending = ""  # the command to suggest while the first checkpoint is awaited
+        self.wanted: tuple[str, str, int] | None = None  # (method, dataset, seed) of `pending`
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
@@ -151,9 +152,44 @@ class _Guarded:
             raise BenchError(
                 f"no trained checkpoint here for {self.pending} (results folder "
                 f"{self._store.root}); train it first with that command, or pass --train"
+                + other_thread_counts(Path(self._store.root), self.wanted)
             )
         self.pending = ""
         return got
+
+
+def other_thread_counts(root: Path, wanted: tuple[str, str, int] | None) -> str:
+    """A hint for a missing checkpoint: the CPU thread counts of stored runs of the same
+    (method, dataset, seed) under this torch and device (the thread count is part of the
+    checkpoint key, ``benchmark.device.environment_key``), or "" when there are none."""
+    if wanted is None:
+        return ""
+    import torch
+
+    method, dataset, seed = wanted
+    counts: set[int] = set()
+    for path in (root / "runs").glob("*.json"):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        env = rec.get("env_key") or {}
+        if (
+            (rec.get("method"), rec.get("dataset"), rec.get("seed")) == (method, dataset, seed)
+            and env.get("device") == "cpu"
+            and env.get("torch") == torch.__version__
+            and isinstance(env.get("threads"), int)
+            and env["threads"] != torch.get_num_threads()
+        ):
+            counts.add(env["threads"])
+    if not counts:
+        return ""
+    shown = " or ".join(str(n) for n in sorted(counts))
+    return (
+        f"; runs of it exist with {shown} CPU thread(s), this process uses "
+        f"{torch.get_num_threads()} (the thread count is part of the checkpoint key): "
+        f"set OMP_NUM_THREADS={min(counts)} to reuse them"
+    )
 
 
 def tracks_of(dataset: str) -> set[str]:
@@ -198,6 +234,7 @@ def score_methods(
         planned = runner.plan(m, dataset, seed, dict(settings))
         bundle = planned.bundle
         guarded.pending = reproduce_command(m, dataset, [seed], settings)
+        guarded.wanted = (m, dataset, seed)
         record, _ = runner.run(m, dataset, seed, dict(settings))
         guarded.pending = ""
         card = MethodCard(m, record.run_id, record.checkpoint, {}, {"method": record})
@@ -350,6 +387,7 @@ def _posthoc(
     from benchmark.sweep import reproduce_command
 
     guarded.pending = reproduce_command(base, dataset, [seed], settings)  # its base's checkpoint
+    guarded.wanted = (base, dataset, seed)
     record, _ = runner.run(posthoc, dataset, seed, chosen)
     guarded.pending = ""
     return record
