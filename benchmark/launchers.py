@@ -236,12 +236,18 @@ class GpuLauncher(Launcher):
     """One worker process per visible GPU; ``devices`` may name them (``["0", "1"]``). With no
     GPU, ``max_parallel`` CPU workers (default 1) share the cores, each with cores/N torch
     threads; the thread count is part of the run id (``benchmark.device.environment_key``), so
-    their runs never share an id with runs of another thread count (``--launcher local``)."""
+    their runs never share an id with runs of another thread count (``--launcher local``);
+    ``threads`` sets the CPU workers' thread count instead."""
 
     name = "gpus"
 
-    def __init__(self, devices: Sequence[str] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, devices: Sequence[str] | None = None, threads: int | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
+        if threads is not None and threads < 1:
+            raise BenchError("threads must be at least 1")
+        self.threads = threads  # CPU workers' torch threads (default: cores / workers)
         slots = visible_devices(devices)
         if not slots:
             slots = ["cpu"] * (self.max_parallel or 1)
@@ -255,6 +261,8 @@ class GpuLauncher(Launcher):
         tasks, done = ctx.Queue(), ctx.Queue()
         n = min(len(self.slots), len(jobs))
         threads = max(1, (os.cpu_count() or 1) // n) if self.slots[0] == "cpu" else 4
+        if self.slots[0] == "cpu" and self.threads:
+            threads = self.threads
         for item in enumerate(jobs):
             tasks.put(item)
         for _ in range(n):

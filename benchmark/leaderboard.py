@@ -21,11 +21,12 @@ import statistics
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from benchmark.errors import BenchError
 from benchmark.io import atomic_write_text
 from benchmark.record import SCHEMA_VERSION, RunRecord, canonical_json, content_id
-from benchmark.sweep import fmt_value, reproduce_command
+from benchmark.sweep import Job, fmt_value, reproduce_command
 from benchmark.tables import metric_order
 
 try:
@@ -506,3 +507,144 @@ def check_comparable(board: Leaderboard, dataset: str, fingerprint: str, what: s
             f"content: other options, version or files); rerun on the leaderboard's dataset "
             f"(see its dataset_options and reproduce columns)"
         )
+
+
+# -- rebuild ----------------------------------------------------------------------------------
+@dataclass
+class RebuildRow:
+    """One row of a committed leaderboard to re-run with the installed code.
+
+    ``jobs``: one per seed (the row's ``reproduce`` command); ``skipped``: why it cannot be
+    re-run here (then no jobs); ``cost_s``: CPU seconds its old runs took (training once per
+    checkpoint + evaluation), None when its old records are not in the results folder."""
+
+    board: Path
+    row: dict[str, str]
+    jobs: list[Job]
+    plugins: list[str]
+    skipped: str = ""
+    cost_s: float | None = None
+
+
+def parse_reproduce(
+    command: str,
+) -> tuple[str, str, list[int], dict[str, str], list[str], list[str]]:
+    """(method, dataset, seeds, settings, extra splits, plugin files) of a row's ``reproduce``
+    command (``bench run --method M --dataset D --seed ... --set k=v ... --eval-split S``).
+
+    Raises ``BenchError`` for a command that is not such a ``bench run``."""
+    import argparse
+    import shlex
+
+    try:
+        words = shlex.split(command)
+    except ValueError as exc:
+        raise BenchError(f"unreadable reproduce command {command!r} ({exc})") from exc
+    if words[:2] != ["bench", "run"]:
+        raise BenchError(f"reproduce command {command!r} is not `bench run ...`")
+    p = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    p.add_argument("--method", nargs="+", required=True)
+    p.add_argument("--dataset", nargs="+", required=True)
+    p.add_argument("--seed", nargs="+", type=int, default=[0])
+    p.add_argument("--set", nargs="+", action="append", default=[])
+    p.add_argument("--eval-split", action="append", default=[])
+    p.add_argument("--plugin", action="append", default=[])
+    try:
+        args, rest = p.parse_known_args(words[2:])
+    except (argparse.ArgumentError, SystemExit) as exc:
+        raise BenchError(f"unreadable reproduce command {command!r}") from exc
+    if rest or len(args.method) != 1 or len(args.dataset) != 1:
+        raise BenchError(f"reproduce command {command!r} is not one method on one dataset")
+    settings = {}
+    for pair in (p for group in args.set for p in group):
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise BenchError(f"reproduce command {command!r}: --set {pair!r} is not KEY=VALUE")
+        settings[key] = value
+    return args.method[0], args.dataset[0], args.seed, settings, args.eval_split, args.plugin
+
+
+def old_costs(rows: Sequence[RebuildRow], store: Any) -> None:
+    """Fill each row's ``cost_s`` from its old records in ``store``: evaluation seconds of
+    every run, plus the training seconds of each checkpoint counted once over all rows (a
+    post-hoc method shares its base's checkpoint)."""
+    seen: set[str] = set()
+    for item in rows:
+        total, known = 0.0, True
+        for run_id in item.row.get("run_ids", "").split():
+            if not store.has(run_id):
+                known = False
+                continue
+            timings = store.get(run_id).timings or {}
+            total += float(timings.get("eval_s") or 0.0)
+            key = store.get(run_id).checkpoint
+            if key and key not in seen:
+                seen.add(key)
+                history = timings.get("train_history") or []
+                trained = sum(float(e.get("seconds") or 0.0) for e in history)
+                total += max(trained, float(timings.get("train_s") or 0.0))
+        item.cost_s = total if known else None
+
+
+def rebuild_plan(folder: str | Path, datasets: str | None = None) -> list[RebuildRow]:
+    """The rows of every leaderboard CSV in ``folder`` (those of datasets matching the fnmatch
+    pattern ``datasets``) with the jobs that re-run each with the installed code.
+
+    Raises ``BenchError`` when the folder holds no leaderboard CSV or a CSV is invalid."""
+    import fnmatch
+
+    from benchmark.dataset import DATASETS
+    from benchmark.method import METHODS
+
+    folder = Path(folder)
+    paths = sorted(folder.glob("*.csv")) if folder.is_dir() else []
+    paths = [p for p in paths if not datasets or fnmatch.fnmatch(p.stem, datasets)]
+    if not paths:
+        what = f" for datasets {datasets!r}" if datasets else ""
+        raise BenchError(f"no leaderboard CSV in {folder}{what} (give --from DIR)")
+    out = []
+    for path in paths:
+        for row in read_leaderboard(path).rows:
+            method, dataset, seeds, settings, extra, plugins = parse_reproduce(row["reproduce"])
+            item = RebuildRow(path, row, [], plugins)
+            missing = [f for f in plugins if not Path(f).is_file()]
+            if missing:
+                item.skipped = f"plugin file {missing[0]} not found"
+            elif not plugins and method not in METHODS:
+                item.skipped = f"method {method!r} is not installed"
+            elif not plugins and dataset not in DATASETS:
+                item.skipped = f"dataset {dataset!r} is not installed"
+            else:
+                pairs = tuple(sorted(settings.items()))
+                item.jobs = [Job(method, dataset, s, pairs, tuple(extra)) for s in seeds]
+            out.append(item)
+    return out
+
+
+def rebuilt_row(item: RebuildRow, records: Sequence[RunRecord]) -> dict[str, str]:
+    """``item``'s row built again from ``records`` (its jobs' new runs), keeping its
+    selection rule, source and settings; verification ``local`` (your own runs)."""
+    settings = json.loads(item.row["settings"]) if item.row.get("settings") else None
+    return build_row(
+        sorted(records, key=lambda r: r.seed),
+        selection=item.row.get("selection") or "none",
+        source=item.row.get("source") or "runs",
+        settings=settings,
+        plugin=item.plugins[0] if item.plugins else None,
+    )
+
+
+def row_changes(old: Mapping[str, str], new: Mapping[str, str]) -> tuple[str, float]:
+    """The metric whose mean moved most between two rows and by how much (absolute, in the
+    stored unit); ``("", 0.0)`` when every shared mean is identical. A metric present in one
+    row only counts as an infinite change."""
+    worst, key = 0.0, ""
+    means = {c for c in (*old, *new) if c.endswith("_mean")}
+    for column in sorted(means):
+        a, b = old.get(column, ""), new.get(column, "")
+        if not a and not b:
+            continue
+        delta = math.inf if not a or not b else abs(float(a) - float(b))
+        if delta > worst:
+            worst, key = delta, column.removesuffix("_mean")
+    return key, worst

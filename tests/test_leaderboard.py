@@ -314,3 +314,63 @@ def test_build_leaves_out_records_of_an_older_plugin_version() -> None:
     rec.code = {**now, "dataset": "0" * 16}
     assert _other_plugin_code(rec)
     assert not _other_plugin_code(SimpleNamespace(method="not-here", dataset="x", code={}))
+
+
+def test_rebuild_reruns_every_row_and_rewrites_the_same_csv(
+    cli, results: Path, tmp_path: Path
+) -> None:
+    sets = [a for pair in tiny_settings("glyph-lt") for a in ("--set", pair)]
+    code, _, err = cli("run", "--method", "erm", "--dataset", "glyph-lt", "--seed", "0", "1", "2",
+                       "--results", results, "--quiet", *sets)  # fmt: skip
+    assert code == 0, err
+    committed = tmp_path / "committed"
+    code, _, err = cli("leaderboard", "build", "--results", results, "--out", committed)
+    assert code == 0, err
+    before = read_leaderboard(committed / "glyph-lt.csv").rows
+    # a core change re-keys every record: here, the records are simply gone
+    fresh = tmp_path / "fresh"
+    code, out, err = cli("leaderboard", "rebuild", "--from", committed, "--results", fresh,
+                         "--dry-run")  # fmt: skip
+    assert code == 0, err
+    assert "3 of 3 to run" in out and "1 row(s)" in out and not (fresh / "runs").exists()
+    code, out, err = cli("leaderboard", "rebuild", "--from", committed, "--results", fresh,
+                         "--quiet")  # fmt: skip
+    assert code == 0, err
+    assert "1 row(s) rebuilt" in out and "| none" in out  # same code, same seeds: same numbers
+    after = read_leaderboard(committed / "glyph-lt.csv").rows
+    assert len(after) == 1 and after[0]["run_ids"] == before[0]["run_ids"]
+    means = [c for c in before[0] if c.endswith("_mean")]
+    assert means and all(after[0][c] == before[0][c] for c in means)
+    assert len(list((fresh / "runs").glob("*.json"))) == 3
+    # stored runs are read back, not re-run
+    code, out, err = cli("leaderboard", "rebuild", "--from", committed, "--results", fresh,
+                         "--dry-run")  # fmt: skip
+    assert code == 0 and "0 of 3 to run" in out
+
+
+def test_rebuild_keeps_a_csv_whose_rows_cannot_all_be_rebuilt(cli, tmp_path: Path) -> None:
+    board = tmp_path / "lb"
+    build([record(s, 0.5, 0.1, method="no-such-method") for s in range(3)], board, min_seeds=3)
+    text = (board / "glyph-lt.csv").read_text()
+    code, out, err = cli("leaderboard", "rebuild", "--from", board, "--results", tmp_path / "r",
+                         "--quiet")  # fmt: skip
+    assert code == 1, err
+    assert "method 'no-such-method' is not installed" in out and "the old file is kept" in out
+    assert (board / "glyph-lt.csv").read_text() == text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--threads", "two"), "--threads two: give 'same' or a whole number"),
+        (("--max-parallel", "2"), "--max-parallel needs --launcher gpus"),
+        (("--dataset", "nothing*"), "no leaderboard CSV in"),
+    ],
+)
+def test_rebuild_refuses_bad_input_in_one_line(cli, tmp_path: Path, args, message) -> None:
+    board = tmp_path / "lb"
+    build([record(s, 0.5, 0.1) for s in range(3)], board, min_seeds=3)
+    code, _, err = cli("leaderboard", "rebuild", "--from", board, "--results", tmp_path / "r",
+                         "--dry-run", *args)  # fmt: skip
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r" / "runs").exists()

@@ -1,9 +1,12 @@
-"""``bench leaderboard build|show``: versioned leaderboard CSVs from run records."""
+"""``bench leaderboard build|show|rebuild``: versioned leaderboard CSVs from run records."""
 
 from __future__ import annotations
 
 import argparse
 import fnmatch
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from benchmark.cli.checks import at_least
@@ -16,7 +19,9 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         help="build or show leaderboard CSVs",
         description="Build one leaderboard CSV per dataset from run records, or show one.",
         epilog="examples:\n  bench leaderboard build --results results\n"
-        "  bench leaderboard show results/leaderboard/glyph-lt.csv",
+        "  bench leaderboard show results/leaderboard/glyph-lt.csv\n"
+        "  bench leaderboard rebuild --dry-run\n"
+        "  bench leaderboard rebuild --launcher gpus --max-parallel 2",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -34,6 +39,41 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     s.add_argument("csv", help="a leaderboard CSV")
     s.add_argument("--metrics", help="comma-separated metric keys to show")
     s.set_defaults(func=show)
+    r = actions.add_parser(
+        "rebuild",
+        parents=[common],
+        help="re-run every row of a leaderboard with the installed code, then rewrite it",
+        description="Re-run every row of the leaderboard CSVs in --from (its reproduce command, "
+        "one job per seed) with the code installed here, then rewrite each dataset's CSV from "
+        "the new runs and print, per row, the metric that moved most. After a change to a "
+        "hashed core file every record is re-keyed: this is the one command that brings the "
+        "committed leaderboard back. Runs already stored are read back, not re-run.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    r.add_argument("--from", dest="source", help="leaderboard folder (default RESULTS/leaderboard)")
+    r.add_argument("--results", help="results folder (else $BENCH_RESULTS, else ./results)")
+    r.add_argument("--out", help="where the rebuilt CSVs go (default: the --from folder)")
+    r.add_argument("--dataset", help="fnmatch filter on dataset names (whole CSVs)")
+    r.add_argument("--launcher", default="local", choices=("local", "gpus"))
+    r.add_argument(
+        "--max-parallel",
+        type=at_least(1),
+        help="gpus launcher: workers (with no GPU: CPU workers, cores/N torch threads each)",
+    )
+    r.add_argument("--devices", help="gpus launcher: comma-separated GPU ids (default: visible)")
+    r.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    r.add_argument("--data-root", help="root folder of real datasets (else $BENCH_DATA)")
+    r.add_argument(
+        "--threads",
+        default="same",
+        help="CPU torch threads a run: 'same' as the row's old records (default: the thread "
+        "count is part of a CPU run id, so this re-creates the same protocol), or a number",
+    )
+    r.add_argument(
+        "--dry-run", action="store_true", help="list the rows and their cost; run nothing"
+    )
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.set_defaults(func=rebuild)
 
 
 def build(args: argparse.Namespace) -> int:
@@ -116,3 +156,178 @@ def display_frame(rows: list[dict[str, str]], keys: list[str], extra: Any = None
             )
         out.append(item)
     return pd.DataFrame(out)
+
+
+def rebuild(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tabulate import tabulate
+
+    from benchmark.device import select_device
+    from benchmark.errors import BenchError
+    from benchmark.launchers import make_launcher
+    from benchmark.leaderboard import (
+        old_costs,
+        read_leaderboard,
+        rebuild_plan,
+        rebuilt_row,
+        row_changes,
+        write_leaderboard,
+    )
+    from benchmark.plugins import load_plugins
+    from benchmark.runner import Runner
+    from benchmark.store import Store
+
+    store = Store(args.results)
+    source = Path(args.source) if args.source else store.root / "leaderboard"
+    out = Path(args.out) if args.out else source
+    if args.launcher == "local" and args.max_parallel and args.max_parallel > 1:
+        raise BenchError("--max-parallel needs --launcher gpus (local runs one at a time)")
+    items = rebuild_plan(source, args.dataset)
+    load_plugins(sorted({f for i in items for f in i.plugins}))
+    old_costs(items, store)
+    device = select_device(args.device)
+    threads = row_threads(items, store, args.threads, device.type == "cpu")
+    # every job is resolved (names, values, data, run id) before anything trains
+    runner = Runner(store, device, args.data_root, progress=False)
+    planned: dict = {}
+    for item in items:
+        with torch_threads(threads[id(item)]):
+            for job in item.jobs:
+                try:
+                    planned[job] = runner.plan(
+                        job.method, job.dataset, job.seed, job.settings_dict(), job.extra_splits
+                    ).run_id
+                except BenchError as exc:
+                    item.skipped, item.jobs = str(exc), []
+                    break
+    todo = [j for i in items for j in i.jobs if not store.has(planned[j])]
+    known = [i.cost_s for i in items if i.jobs and i.cost_s is not None]
+    lines = []
+    for i in items:
+        n_todo = sum(1 for j in i.jobs if j in todo)
+        cost = "?" if i.cost_s is None else f"{i.cost_s / 60:.1f}"
+        status = f"skipped: {i.skipped}" if i.skipped else f"{n_todo} of {len(i.jobs)} to run"
+        t = threads[id(i)] or "-"
+        lines.append(
+            (i.row["dataset"], i.row["method"], _short(i.row["settings"]), t, cost, status)
+        )
+    print(
+        tabulate(
+            lines,
+            headers=["dataset", "method", "settings", "threads", "old CPU-min", "runs"],
+            tablefmt="github",
+        )
+    )
+    print(
+        f"{len(items)} row(s) in {source}: {len(todo)} run(s) to do; the old runs took "
+        f"{sum(known) / 3600:.2f} CPU-hours ({len(known)} row(s) with their records here)"
+    )
+    if args.dry_run:
+        return 0
+    cost = {j: (i.cost_s or 0.0) / max(1, len(i.jobs)) for i in items for j in i.jobs}
+    groups: dict[int | None, list] = {}
+    for i in items:
+        groups.setdefault(threads[id(i)], []).extend(j for j in i.jobs if j in todo)
+    outcomes: dict = {}
+    for t, jobs in groups.items():  # one launcher per thread count
+        if not jobs:
+            continue
+        order = sorted(jobs, key=lambda j: -cost[j])  # longest first: workers finish together
+        common = dict(device=args.device, data_root=args.data_root, progress=not args.quiet)
+        if args.launcher == "gpus":
+            devices = args.devices.split(",") if args.devices else None
+            workers = args.max_parallel
+            if device.type == "cpu" and t and not workers:
+                workers = max(1, (os.cpu_count() or 1) // t)
+            launcher = make_launcher(
+                "gpus", devices=devices, threads=t, max_parallel=workers, **common
+            )
+        else:
+            launcher = make_launcher("local", **common)
+        with torch_threads(t):
+            outcomes.update(launcher.run(order, store))
+    failed = {j: o.error for j, o in outcomes.items() if o.error}
+    per_board: dict[Path, list] = {}
+    report = []
+    for item in items:
+        per_board.setdefault(item.board, [])
+        where = (item.row["dataset"], item.row["method"], _short(item.row["settings"]))
+        errors = [failed[j] for j in item.jobs if j in failed]
+        if item.skipped or errors or not item.jobs:
+            per_board[item.board].append(None)
+            report.append((*where, "—", f"not rebuilt: {item.skipped or errors[0]}"))
+            continue
+        new = rebuilt_row(item, [store.get(planned[j]) for j in item.jobs])
+        per_board[item.board].append(new)
+        key, _ = row_changes(item.row, new)
+        was, now = item.row.get(f"{key}_mean") or "—", new.get(f"{key}_mean") or "—"
+        report.append((*where, f"{key}: {was} -> {now}" if key else "none", "rebuilt"))
+    print(
+        tabulate(
+            report,
+            headers=["dataset", "method", "settings", "largest change of a mean", "row"],
+            tablefmt="github",
+        )
+    )
+    written = 0
+    for board, rows in per_board.items():
+        target = out / board.name
+        if any(r is None for r in rows):
+            print(
+                f"{target}: not written ({sum(r is None for r in rows)} of {len(rows)} row(s) "
+                "not rebuilt; the old file is kept)"
+            )
+            continue
+        write_leaderboard(target, rows)
+        read_leaderboard(target)
+        written += 1
+        print(f"{target}: {len(rows)} row(s) rebuilt")
+    return 0 if written == len(per_board) else 1
+
+
+def row_threads(items: list, store: Any, choice: str, cpu: bool) -> dict[int, int | None]:
+    """id(row) -> the torch thread count its runs use: ``choice`` as a number, or with
+    ``"same"`` the count in the env key of its old records (None when they are not here, or
+    not on the CPU: then the current setting)."""
+    from benchmark.errors import BenchError
+
+    if choice != "same":
+        if not choice.isdigit() or int(choice) < 1:
+            raise BenchError(f"--threads {choice}: give 'same' or a whole number >= 1")
+        return {id(i): int(choice) if cpu else None for i in items}
+    out: dict[int, int | None] = {}
+    for i in items:
+        counts = {
+            store.get(r).env_key.get("threads")
+            for r in i.row.get("run_ids", "").split()
+            if store.has(r)
+        }
+        counts.discard(None)
+        out[id(i)] = counts.pop() if cpu and len(counts) == 1 else None
+    return out
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to ``n`` inside the block (unchanged when None)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _short(settings: str, width: int = 48) -> str:
+    import json
+
+    try:
+        pairs = json.loads(settings or "{}")
+    except ValueError:
+        return settings[:width]
+    text = " ".join(f"{k}={v}" for k, v in sorted(pairs.items())) or "(defaults)"
+    return text if len(text) <= width else text[: width - 1] + "…"
