@@ -193,6 +193,34 @@ def test_sde_net_diffusion_step_trains_only_the_diffusion_net() -> None:
     assert changed and all(k.startswith("diffusion.") for k in changed), changed
 
 
+def _sde_step(epoch: int, noise_seed: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Drift and diffusion parameters after one training step of a fixed toy SDE-Net at
+    ``epoch``, with the global RNG (the training noise) seeded by ``noise_seed``."""
+    torch.manual_seed(0)
+    sde = method("sde-net", width=4, layer_depth=2, sigma_train=20.0, sigma_warmup=2)
+    x = torch.randn(4, 1, 8, 8)
+    batch = Batch(x, torch.tensor([0, 1, 2, 0]), {}, torch.arange(4), epoch, 0)
+    sde.model.train()
+    torch.manual_seed(noise_seed)
+    sde.train_step(batch, sde.optimizers(), Trainer(torch.device("cpu"), progress=False))
+    drift = [p.detach().clone() for p in sde.model.drift_parameters()]
+    return drift, [p.detach().clone() for p in sde.model.diffusion.parameters()]
+
+
+def test_sde_net_drift_trains_without_diffusion_noise_during_the_warmup() -> None:
+    """Epochs < ``sigma_warmup``: the drift's CE pass has σ_max = 0, so its step does not
+    depend on the noise draw; from ``sigma_warmup`` on it does (σ_max = ``sigma_train``)."""
+    warm_a, diff_a = _sde_step(epoch=1, noise_seed=1)
+    warm_b, diff_b = _sde_step(epoch=1, noise_seed=2)
+    assert all(torch.equal(a, b) for a, b in zip(warm_a, warm_b, strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(diff_a, diff_b, strict=True))  # x̃ noise
+    late_a, _ = _sde_step(epoch=2, noise_seed=1)
+    late_b, _ = _sde_step(epoch=2, noise_seed=2)
+    assert not all(torch.equal(a, b) for a, b in zip(late_a, late_b, strict=True))
+    sde = method("sde-net")
+    assert [sde.train_sigma(e) for e in (0, 2, 3)] == [0.0, 0.0, 20.0]  # default warm-up 3
+
+
 # -- belief matching --------------------------------------------------------------------------
 def test_belief_matching_loss_matches_torch_distributions() -> None:
     D = torch.distributions
