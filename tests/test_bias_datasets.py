@@ -26,17 +26,25 @@ def test_biased_mnist_canvases_repeat_training_digits_with_new_factors() -> None
     assert len(two.splits["test"]) == len(one.splits["test"])
 
 
-def test_biased_mnist_cpu_protocol_is_8_canvases_for_4_epochs() -> None:
-    """The CPU protocol renders 8 canvases per training digit and trains 4 epochs: as many
-    training images per run as the previous 4 canvases × 8 epochs, but twice the factor
-    draws per digit (seed-0 unbiased test accuracy 85.5 vs 83.5 in the README's tuning).
-    The smoke-test build (``tiny``) keeps 4 canvases, so the smoke pairs do not slow down."""
+def test_biased_mnist_cpu_protocol_is_80_px_6_canvases_adam_3e3_for_4_epochs() -> None:
+    """The CPU protocol: 80-px canvases (cell 16), 6 canvases per training digit, ``bias-cnn``,
+    Adam 3e-3, 4 epochs. The previous one (60 px, 8 canvases, 1e-3) under-fitted: unbiased
+    ``erm`` 85.6 ± 0.3, short of the issue's 90% (README, bias track, for the runs of this one).
+    The smoke-test build (``tiny``: cell 8, 4 canvases) stays small, so the smoke pairs do not
+    slow down."""
     from benchmark.dataset import DATASETS
 
     cls = DATASETS.get("biased-mnist")
     assert cls.protocol["backbone"] == "bias-cnn"
-    assert (cls.options["canvases"].default, cls.protocol["epochs"]) == (8, 4)
-    default = load_bundle("biased-mnist", {"per_class": [2, 1, 1], "cell": 8})
-    assert len(default.splits["train"]) == 8 * 2 * 10
+    assert (cls.options["cell"].default, cls.options["canvases"].default) == (16, 6)
+    assert (cls.protocol["optimizer"], cls.protocol["lr"], cls.protocol["epochs"]) == (
+        "adam",
+        3e-3,
+        4,
+    )
+    default = load_bundle("biased-mnist", {"per_class": [2, 1, 1]})
+    assert len(default.splits["train"]) == 6 * 2 * 10
+    assert default.splits["train"].inputs.shape[1:] == (3, 80, 80)
     tiny = load_bundle("biased-mnist", dict(cls.tiny))
     assert len(tiny.splits["train"]) == 4 * cls.tiny["per_class"][0] * 10
+    assert tiny.splits["train"].inputs.shape[-1] == 5 * cls.tiny["cell"]
