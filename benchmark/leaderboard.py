@@ -19,7 +19,7 @@ import math
 import os
 import statistics
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -515,15 +515,24 @@ class RebuildRow:
     """One row of a committed leaderboard to re-run with the installed code.
 
     ``jobs``: one per seed (the row's ``reproduce`` command); ``skipped``: why it cannot be
-    re-run here (then no jobs); ``cost_s``: CPU seconds its old runs took (training once per
-    checkpoint + evaluation), None when its old records are not in the results folder."""
+    re-run here (then no jobs); ``old``: the row's records found in the results folder
+    (``read_old``); ``cost_s``: CPU seconds they took (training once per checkpoint +
+    evaluation), None when some are not there (``old_costs``)."""
 
     board: Path
     row: dict[str, str]
     jobs: list[Job]
     plugins: list[str]
     skipped: str = ""
+    old: list[RunRecord] = field(default_factory=list)
     cost_s: float | None = None
+
+
+def read_old(rows: Sequence[RebuildRow], store: Any) -> None:
+    """Fill each row's ``old`` with those of its ``run_ids`` that ``store`` holds (read once)."""
+    for item in rows:
+        ids = item.row.get("run_ids", "").split()
+        item.old = [store.get(r) for r in ids if store.has(r)]
 
 
 def parse_reproduce(
@@ -564,26 +573,23 @@ def parse_reproduce(
     return args.method[0], args.dataset[0], args.seed, settings, args.eval_split, args.plugin
 
 
-def old_costs(rows: Sequence[RebuildRow], store: Any) -> None:
-    """Fill each row's ``cost_s`` from its old records in ``store``: evaluation seconds of
-    every run, plus the training seconds of each checkpoint counted once over all rows (a
-    post-hoc method shares its base's checkpoint)."""
+def old_costs(rows: Sequence[RebuildRow]) -> None:
+    """Fill each row's ``cost_s`` from its ``old`` records: evaluation seconds of every run,
+    plus the training seconds of each checkpoint counted once over all rows (a post-hoc
+    method shares its base's checkpoint); None when some of its records are missing."""
     seen: set[str] = set()
     for item in rows:
-        total, known = 0.0, True
-        for run_id in item.row.get("run_ids", "").split():
-            if not store.has(run_id):
-                known = False
-                continue
-            timings = store.get(run_id).timings or {}
+        total = 0.0
+        for record in item.old:
+            timings = record.timings or {}
             total += float(timings.get("eval_s") or 0.0)
-            key = store.get(run_id).checkpoint
-            if key and key not in seen:
-                seen.add(key)
+            if record.checkpoint and record.checkpoint not in seen:
+                seen.add(record.checkpoint)
                 history = timings.get("train_history") or []
                 trained = sum(float(e.get("seconds") or 0.0) for e in history)
                 total += max(trained, float(timings.get("train_s") or 0.0))
-        item.cost_s = total if known else None
+        complete = len(item.old) == len(item.row.get("run_ids", "").split())
+        item.cost_s = total if complete else None
 
 
 def rebuild_plan(folder: str | Path, datasets: str | None = None) -> list[RebuildRow]:
@@ -634,17 +640,15 @@ def rebuilt_row(item: RebuildRow, records: Sequence[RunRecord]) -> dict[str, str
     )
 
 
-def row_changes(old: Mapping[str, str], new: Mapping[str, str]) -> tuple[str, float]:
-    """The metric whose mean moved most between two rows and by how much (absolute, in the
-    stored unit); ``("", 0.0)`` when every shared mean is identical. A metric present in one
-    row only counts as an infinite change."""
+def row_changes(old: Mapping[str, str], new: Mapping[str, str]) -> str:
+    """The metric whose mean moved most (absolute) between two rows; ``""`` when every mean
+    is identical. A metric present in one row only counts as an infinite change."""
     worst, key = 0.0, ""
-    means = {c for c in (*old, *new) if c.endswith("_mean")}
-    for column in sorted(means):
+    for column in sorted(c for c in {*old, *new} if c.endswith("_mean")):
         a, b = old.get(column, ""), new.get(column, "")
         if not a and not b:
             continue
         delta = math.inf if not a or not b else abs(float(a) - float(b))
         if delta > worst:
             worst, key = delta, column.removesuffix("_mean")
-    return key, worst
+    return key

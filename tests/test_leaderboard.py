@@ -372,11 +372,14 @@ def test_rebuild_keeps_a_csv_whose_rows_cannot_all_be_rebuilt(cli, tmp_path: Pat
         (("--threads", "two"), "--threads two: give 'same' or a whole number"),
         (("--max-parallel", "2"), "--max-parallel needs --launcher gpus"),
         (("--dataset", "nothing*"), "no leaderboard CSV in"),
+        (("--out", "a-file.txt"), "is a file, not a folder"),
     ],
 )
 def test_rebuild_refuses_bad_input_in_one_line(cli, tmp_path: Path, args, message) -> None:
     board = tmp_path / "lb"
     build([record(s, 0.5, 0.1) for s in range(3)], board, min_seeds=3)
+    (tmp_path / "a-file.txt").write_text("")
+    args = tuple(str(tmp_path / a) if a == "a-file.txt" else a for a in args)
     code, _, err = cli("leaderboard", "rebuild", "--from", board, "--results", tmp_path / "r",
                          "--dry-run", *args)  # fmt: skip
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1

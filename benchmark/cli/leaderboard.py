@@ -168,7 +168,7 @@ def rebuild(args: argparse.Namespace) -> int:
     from benchmark.launchers import make_launcher
     from benchmark.leaderboard import (
         old_costs,
-        read_leaderboard,
+        read_old,
         rebuild_plan,
         rebuilt_row,
         row_changes,
@@ -181,13 +181,16 @@ def rebuild(args: argparse.Namespace) -> int:
     store = Store(args.results)
     source = Path(args.source) if args.source else store.root / "leaderboard"
     out = Path(args.out) if args.out else source
+    if out.exists() and not out.is_dir():
+        raise BenchError(f"--out {out} is a file, not a folder")
     if args.launcher == "local" and args.max_parallel and args.max_parallel > 1:
         raise BenchError("--max-parallel needs --launcher gpus (local runs one at a time)")
     items = rebuild_plan(source, args.dataset)
     load_plugins(sorted({f for i in items for f in i.plugins}))
-    old_costs(items, store)
+    read_old(items, store)
+    old_costs(items)
     device = select_device(args.device)
-    threads = row_threads(items, store, args.threads, device.type == "cpu")
+    threads = row_threads(items, args.threads, device.type == "cpu")
     # every job is resolved (names, values, data, run id) before anything trains
     runner = Runner(store, device, args.data_root, progress=False)
     planned: dict = {}
@@ -201,7 +204,7 @@ def rebuild(args: argparse.Namespace) -> int:
                 except BenchError as exc:
                     item.skipped, item.jobs = str(exc), []
                     break
-    todo = [j for i in items for j in i.jobs if not store.has(planned[j])]
+    todo = {j for i in items for j in i.jobs if not store.has(planned[j])}
     known = [i.cost_s for i in items if i.jobs and i.cost_s is not None]
     lines = []
     for i in items:
@@ -260,7 +263,7 @@ def rebuild(args: argparse.Namespace) -> int:
             continue
         new = rebuilt_row(item, [store.get(planned[j]) for j in item.jobs])
         per_board[item.board].append(new)
-        key, _ = row_changes(item.row, new)
+        key = row_changes(item.row, new)
         was, now = item.row.get(f"{key}_mean") or "—", new.get(f"{key}_mean") or "—"
         report.append((*where, f"{key}: {was} -> {now}" if key else "none", "rebuilt"))
     print(
@@ -280,13 +283,12 @@ def rebuild(args: argparse.Namespace) -> int:
             )
             continue
         write_leaderboard(target, rows)
-        read_leaderboard(target)
         written += 1
         print(f"{target}: {len(rows)} row(s) rebuilt")
     return 0 if written == len(per_board) else 1
 
 
-def row_threads(items: list, store: Any, choice: str, cpu: bool) -> dict[int, int | None]:
+def row_threads(items: list, choice: str, cpu: bool) -> dict[int, int | None]:
     """id(row) -> the torch thread count its runs use: ``choice`` as a number, or with
     ``"same"`` the count in the env key of its old records (None when they are not here, or
     not on the CPU: then the current setting)."""
@@ -298,12 +300,7 @@ def row_threads(items: list, store: Any, choice: str, cpu: bool) -> dict[int, in
         return {id(i): int(choice) if cpu else None for i in items}
     out: dict[int, int | None] = {}
     for i in items:
-        counts = {
-            store.get(r).env_key.get("threads")
-            for r in i.row.get("run_ids", "").split()
-            if store.has(r)
-        }
-        counts.discard(None)
+        counts = {r.env_key.get("threads") for r in i.old} - {None}
         out[id(i)] = counts.pop() if cpu and len(counts) == 1 else None
     return out
 
