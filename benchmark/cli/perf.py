@@ -42,23 +42,51 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 # -- timing --------------------------------------------------------------------------------
 
 
+#: the clocks of the perf commands (``--clock``): ``time.perf_counter`` (wall) or
+#: ``time.process_time`` (this process's CPU time: on a shared CPU the wall clock also counts
+#: the other jobs' time; with N torch threads it sums them)
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def add_clock_argument(p: argparse.ArgumentParser) -> None:
+    """``--clock auto|cpu|wall`` (auto: ``cpu`` on the CPU, ``wall`` on CUDA: ``pick_clock``)."""
+    p.add_argument(
+        "--clock",
+        choices=("auto", *CLOCKS),
+        default="auto",
+        help="cpu: this process's CPU time (auto on the CPU: a shared machine's wall clock "
+        "counts the other jobs' time; with --threads N it sums N threads); wall: elapsed "
+        "time (auto on CUDA)",
+    )
+
+
+def pick_clock(choice: str, device: torch.device) -> str:
+    """The clock ``--clock choice`` means on ``device``."""
+    return choice if choice != "auto" else ("wall" if device.type == "cuda" else "cpu")
+
+
+def run_timed(
+    fn: Callable[[], Any], device: torch.device, clock: str = "wall"
+) -> tuple[Any, float]:
+    """(result, seconds on ``CLOCKS[clock]``) of one run of ``fn``; CUDA work is synchronised
+    before and after it."""
+    now = CLOCKS[clock]
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = now()
+    out = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return out, now() - t0
+
+
 def timed(fn: Callable[[], Any], device: torch.device, repeat: int) -> tuple[Any, float]:
     """(result, best wall time in s of 1 + ``repeat`` runs); a first run over 1 s is not
     repeated. CUDA work is synchronised before and after each run."""
-
-    def once() -> tuple[Any, float]:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        out = fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return out, time.perf_counter() - t0
-
-    out, best = once()
+    out, best = run_timed(fn, device)
     if best < 1.0:
         for _ in range(max(1, repeat)):
-            out, t = once()
+            out, t = run_timed(fn, device)
             best = min(best, t)
     return out, best
 

@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from benchmark.cli.checks import at_least
+from benchmark.cli.perf import add_clock_argument, pick_clock, run_timed
 from benchmark.errors import BenchError
 
 
@@ -60,14 +59,7 @@ def add_explain(targets: Any, common: argparse.ArgumentParser) -> None:
         "the CPU)",
     )
     p.add_argument("--repeat", type=at_least(1), default=2, help="timed repeats (best)")
-    p.add_argument(
-        "--clock",
-        choices=("auto", "cpu", "wall"),
-        default="auto",
-        help="cpu: this process's CPU time (auto on the CPU: a shared machine's wall clock "
-        "counts the other jobs' time; with --threads N it sums N threads); wall: elapsed "
-        "time (auto on CUDA)",
-    )
+    add_clock_argument(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run_explain)
 
@@ -206,30 +198,14 @@ def measure(
     return rows
 
 
-#: ``--clock``: ``time.perf_counter`` (wall) or ``time.process_time`` (this process's CPU
-#: time: on a shared CPU the wall clock also counts the other jobs' time)
-CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
-
-
 def best_of(fns, device: torch.device, repeat: int, clock: str = "wall") -> list[tuple[Any, float]]:
     """Each function run ``1 + repeat`` times in interleaved rounds (a, b, c, a, b, c, ...):
     ``[(result, best seconds on clock)]``. Interleaving spreads a shared machine's load drift
     over all of them instead of one. CUDA work is synchronised around each run."""
-    now = CLOCKS[clock]
-
-    def once(fn: Callable[[], Any]) -> tuple[Any, float]:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = now()
-        out = fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return out, now() - t0
-
     best: list[tuple[Any, float]] = []
     for r in range(1 + repeat):
         for i, fn in enumerate(fns):
-            out, t = once(fn)
+            out, t = run_timed(fn, device, clock)
             if r == 0:
                 best.append((out, t))
             elif t < best[i][1]:
@@ -287,7 +263,7 @@ def run_explain(args: argparse.Namespace) -> int:
         from benchmark.tracks import backbones as _  # noqa: F401  (registers the track backbones)
 
         BACKBONES.get(args.backbone)  # an unknown name: one line, before anything runs
-    clock = args.clock if args.clock != "auto" else ("wall" if cuda else "cpu")
+    clock = pick_clock(args.clock, device)
     rows = measure(device, images, args.masks, gc_images, batch, args.repeat, args.backbone, clock)
     env = environment(device) | {"clock": clock}
     if args.json:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from benchmark.cli.checks import at_least
+from benchmark.cli.perf import add_clock_argument, pick_clock, run_timed
 from benchmark.progress import progress_bar
 
 # -- the reference-style Gram detector (numpy; also used by tests/test_ood_detectors.py) -----
@@ -228,25 +229,6 @@ def resnet18_case(device: torch.device, batch: int, n_train: int, n_test: int, n
 # -- the two implementations ---------------------------------------------------------------
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-#: the clock of ``_clock``: ``time.perf_counter`` (wall) or ``time.process_time`` (this
-#: process's CPU time: on a shared CPU the wall clock also counts the other jobs' time)
-CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
-_now = time.perf_counter
-
-
-def _clock(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
-    _sync(device)
-    t0 = _now()
-    out = fn()
-    _sync(device)
-    return out, _now() - t0
-
-
 @torch.no_grad()
 def forward_only(case: Case) -> None:
     for name, batches in case.splits.items():
@@ -341,11 +323,12 @@ def measure(
     powers: int,
     skip_reference: bool,
     reference_fraction: float = 1.0,
+    clock: str = "wall",
 ) -> list[dict]:
     """Rows for ``gram`` and ``mahalanobis``. With ``reference_fraction`` < 1 the reference
     (and, for the score comparison, ours once more) runs on ``subset(case, fraction)`` only;
     its time is scaled by the ratio of image counts to the full case and the row says
-    ``reference_extrapolated``."""
+    ``reference_extrapolated``. Timings on ``clock`` (``benchmark.cli.perf.CLOCKS``)."""
     from benchmark.tracks import gram
 
     rows = []
@@ -353,15 +336,15 @@ def measure(
     kernel = gram.kernel() if device.type == "cpu" else None  # compiled (once) before timing
     t_kernel = time.perf_counter() - t0
     path = "C kernel" if kernel is not None else "torch"
-    _, t_fwd = _clock(lambda: forward_only(case), device)
-    ours, t_ours = _clock(lambda: ours_gram(case, powers), device)
+    _, t_fwd = run_timed(lambda: forward_only(case), device, clock)
+    ours, t_ours = run_timed(lambda: ours_gram(case, powers), device, clock)
     row: dict[str, Any] = {
         "case": case.name, "detector": "gram", "ours_s": t_ours, "forward_s": t_fwd,
         "path": path, "kernel_load_wall_s": t_kernel,
     }  # fmt: skip
     if not skip_reference:
         small = case if reference_fraction >= 1 else subset(case, reference_fraction)
-        ref, t_ref = _clock(lambda: reference_gram(small, powers), device)
+        ref, t_ref = run_timed(lambda: reference_gram(small, powers), device, clock)
         if small is not case:
             ours = ours_gram(small, powers)  # the same images as the reference, untimed
             scale = _count(case) / _count(small)
@@ -376,11 +359,15 @@ def measure(
     h_train, z_train = penultimate(case, "train")
     h_test, _ = penultimate(case, "test")
     y = z_train.argmax(1)  # random inputs have no labels: the predicted class stands in
-    ours_m, t_m = _clock(lambda: ours_mahalanobis(h_train, y, h_test, case.num_classes), device)
+    ours_m, t_m = run_timed(
+        lambda: ours_mahalanobis(h_train, y, h_test, case.num_classes), device, clock
+    )
     row = {"case": case.name, "detector": "mahalanobis", "ours_s": t_m}
     if not skip_reference:
         args = (h_train.double().cpu().numpy(), y.cpu().numpy(), h_test.double().cpu().numpy())
-        ref_m, t_rm = _clock(lambda: reference_mahalanobis(*args, case.num_classes), device)
+        ref_m, t_rm = run_timed(
+            lambda: reference_mahalanobis(*args, case.num_classes), device, clock
+        )
         row.update(reference_s=t_rm, speedup=t_rm / t_m)
         row["max_abs_diff"], row["max_rel_diff"] = _diff(ours_m, ref_m)
     rows.append(row)
@@ -393,9 +380,8 @@ def run_ood(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = select_device(args.device)
-    global _now, _progress
-    clock = args.clock if args.clock != "auto" else ("cpu" if device.type == "cpu" else "wall")
-    _now = CLOCKS[clock]
+    global _progress
+    clock = pick_clock(args.clock, device)
     _progress = not args.quiet
     out = []
     for name in args.case:
@@ -405,7 +391,7 @@ def run_ood(args: argparse.Namespace) -> int:
         else:
             n = (args.n_train or 10_000, args.n_test or 10_000, args.n_val or 1_000)
             case = resnet18_case(device, args.batch_size, *n)
-        rows = measure(case, device, args.powers, args.no_reference, args.reference_fraction)
+        rows = measure(case, device, args.powers, args.no_reference, args.reference_fraction, clock)
         for r in rows:
             r["note"] = case.note
         out.extend(rows)
@@ -482,13 +468,7 @@ def add_ood(targets: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--powers", type=at_least(1), default=10, help="Gram orders 1..P")
     p.add_argument("--batch-size", type=at_least(1), default=256)
     p.add_argument("--threads", type=at_least(1), help="torch CPU threads")
-    p.add_argument(
-        "--clock",
-        choices=("auto", "cpu", "wall"),
-        default="auto",
-        help="cpu: this process's CPU time (auto on the CPU: a shared machine's wall clock "
-        "counts other jobs); wall: elapsed time (auto on CUDA)",
-    )
+    add_clock_argument(p)
     p.add_argument("--no-reference", action="store_true", help="time ours only")
     p.add_argument(
         "--reference-fraction",
