@@ -342,13 +342,6 @@ def test_rebuild_reruns_every_row_and_rewrites_the_same_csv(
     means = [c for c in before[0] if c.endswith("_mean")]
     assert means and all(after[0][c] == before[0][c] for c in means)
     assert len(list((fresh / "runs").glob("*.json"))) == 3
-    # CPU worker processes, each with the old records' thread count: the same run ids again
-    workers = tmp_path / "workers"
-    code, out, err = cli("leaderboard", "rebuild", "--from", committed, "--results", workers,
-                         "--launcher", "gpus", "--out", tmp_path / "lb2", "--quiet")  # fmt: skip
-    assert code == 0, err
-    again = read_leaderboard(tmp_path / "lb2" / "glyph-lt.csv").rows
-    assert again[0]["run_ids"] == before[0]["run_ids"]
     # stored runs are read back, not re-run
     code, out, err = cli("leaderboard", "rebuild", "--from", committed, "--results", fresh,
                          "--dry-run")  # fmt: skip
