@@ -366,8 +366,9 @@ def write_leaderboard(path: str | Path, rows: Sequence[Mapping[str, str]]) -> Pa
 @dataclass
 class BuildResult:
     written: dict[str, Path]
-    rows: dict[str, list[dict[str, str]]]
+    rows: dict[str, list[dict[str, str]]]  # per dataset: the CSV's rows, kept ones first
     left_out: list[str]
+    kept: dict[str, int] = field(default_factory=dict)  # merge: old rows kept per dataset
 
 
 def current_code() -> dict[str, str]:
@@ -404,11 +405,16 @@ def build(
     min_seeds: int = 3,
     any_code: bool = False,
     selections: Mapping[str, str] | None = None,
+    merge: bool = False,
 ) -> BuildResult:
     """Write ``out_dir/<dataset>.csv`` for every dataset with a group of ``min_seeds`` seeds.
 
     Records made by other core or metric code than the installed one are left out unless
     ``any_code`` (a leaderboard is never computed on a stale protocol silently).
+    ``merge``: keep the rows of an existing ``<dataset>.csv`` that no new row replaces (same
+    method, dataset options, hyperparameters and selection: ``row_config``), so that new runs
+    join a committed leaderboard without re-running its other rows; a kept row whose code
+    differs from the installed code is reported in ``left_out`` (``stale_rows``).
     """
     selections = selections or {}
     code = current_code()
@@ -445,10 +451,48 @@ def build(
         rules = {selections.get(r.run_id, "none") for r in group}
         selection = rules.pop() if len(rules) == 1 else "mixed"
         per_dataset.setdefault(first.dataset, []).append(build_row(group, selection=selection))
-    written = {}
+    written, kept = {}, {}
     for dataset, rows in sorted(per_dataset.items()):
-        written[dataset] = write_leaderboard(Path(out_dir) / f"{dataset}.csv", rows)
-    return BuildResult(written, per_dataset, left_out)
+        path = Path(out_dir) / f"{dataset}.csv"
+        if merge and path.exists():
+            new_configs = {row_config(r) for r in rows}
+            old = [r for r in read_leaderboard(path).rows if row_config(r) not in new_configs]
+            left_out.extend(stale_rows(old))
+            rows = [*old, *rows]
+            per_dataset[dataset], kept[dataset] = rows, len(old)
+        written[dataset] = write_leaderboard(path, rows)
+    return BuildResult(written, per_dataset, left_out, kept)
+
+
+def row_config(row: Mapping[str, str]) -> tuple[str, ...]:
+    """What a row measured, apart from the code and seeds: a new row with the same
+    configuration replaces an old one in ``build(merge=True)``."""
+    return tuple(row.get(k, "") for k in ("dataset", "method", "dataset_options", "hparams",
+                                          "selection"))  # fmt: skip
+
+
+def stale_rows(rows: Iterable[Mapping[str, str]]) -> list[str]:
+    """One line per row whose ``code_hash`` is not the installed code's for its method and
+    dataset (the row names code that is no longer here: re-run it); rows of plugins not
+    installed here are not judged."""
+    from benchmark.dataset import DATASETS
+    from benchmark.method import METHODS
+    from benchmark.runner import code_version
+
+    out = []
+    for r in rows:
+        if r["method"] not in METHODS or r["dataset"] not in DATASETS:
+            continue
+        try:
+            now = code_version(METHODS.get(r["method"]), DATASETS.get(r["dataset"]))["hash"]
+        except Exception:  # a plugin whose base is not installed: not judged here
+            continue
+        if now != r["code_hash"]:
+            out.append(
+                f"kept row {r['method']} ({r['settings']}) was made by other code "
+                f"({r['code_hash']}, installed {now}): re-run it"
+            )
+    return out
 
 
 @contextlib.contextmanager

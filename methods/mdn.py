@@ -17,6 +17,9 @@ the regression but not subtracted ("confounder-only removal").
   ``mdn_conv=true`` adds MDN after each of the two convolutions (MDN-Conv); the record's
   features (dcor²) are then FC1's normalised output before the ReLU, as the paper measures
   them (``erm`` on ``metanorm-cnn`` reports the backbone's features, after the ReLU).
+- The paper-size recipe is the named protocol ``metanorm-paper`` (registered below; the MDN
+  code's: the paper's CNN, Adam 1e-4, batch 200, 500 epochs, constant rate: its
+  ReduceLROnPlateau on the validation loss and early stopping are not built).
 - Inference reads the metadata attribute of each test sample (``predict_attrs``); the label
   column is not used there (filled with zeros).
 """
@@ -42,7 +45,22 @@ from benchmark import (
 )
 from benchmark.contracts import Batch
 from benchmark.dataset import provided_tracks
+from benchmark.protocols import PROTOCOLS
 from benchmark.tracks.bias import MetadataNorm, MetanormCNN, metadata_columns
+
+# The MDN code's recipe on its synthetic data (methods.md §2.2; mlu355/MetadataNorm): the
+# paper's CNN, Adam 1e-4 (no weight decay), batch 200, 500 epochs (a GPU protocol).
+PROTOCOLS.setdefault("metanorm-paper", {
+    "backbone": "metanorm-cnn",
+    "epochs": 500,
+    "batch_size": 200,
+    "optimizer": "adam",
+    "lr": 1e-4,
+    "weight_decay": 0.0,
+    "schedule": "constant",
+    "warmup_epochs": 0,
+    "augment": "none",
+})  # fmt: skip
 
 
 class MDNClassifier(nn.Module):

@@ -24,14 +24,25 @@ to the image (``cam_saliency``, a test-time switch: the explanation metrics then
 where masks exist — Insertion/Deletion query the model ~100 times per image); ``features`` =
 the last exit's pooled features (one width for every sample). The record's
 ``details.method.exit_counts`` gives, per evaluated split in evaluation order (the dataset's
-test split first), how many samples left at each exit. The paper's Occam ResNet-18 is not
-included (see the README).
+test split first), how many samples left at each exit.
 
 Trunk (``trunk``): ``auto`` mirrors the protocol backbone, so that ``erm`` and OccamNets
-compare on the same convolutions: with ``backbone=bias-cnn`` (``biased-mnist``'s 60-px
+compare on the same convolutions: with ``backbone=bias-cnn`` (``biased-mnist``'s 80-px
 canvases) the four stages are ``bias-cnn``'s (stride-2 stem w; w→2w; 2× max-pool, 2w→4w;
-2× max-pool, 4w→4w), otherwise the ``small-cnn`` layout of ``OccamCNN`` (w; pool, 2w; pool,
-4w; 4w). The exits (one per stage, widths w/2w/4w/4w) are the same in both.
+2× max-pool, 4w→4w), with ``backbone=resnet18`` the paper's OccamResNet-18, otherwise the
+``small-cnn`` layout of ``OccamCNN`` (w; pool, 2w; pool, 4w; 4w). The exits (one per stage,
+widths w/2w/4w/4w) are the same in the two small layouts.
+
+OccamResNet-18 (``trunk=resnet18``, the paper's network, §3.1 of ``methods.md``;
+``occam_resnet.py``): ResNet-18's BasicBlocks [2, 2, 2, 2] at base width ``width`` (the paper:
+58, so that the network with its exits has about ResNet-18's parameters), stages = stem +
+layer1, layer2, layer3, layer4 (w, 2w, 4w, 8w channels), one exit after each; stem 7×7 stride 2
++ 3×3 max-pool (160-px Biased MNIST), or ``trunk=resnet18-img64``: 3×3 stride 1, no max-pool
+(the ``*_img64`` models for 64-px inputs). The paper-size Biased MNIST recipe is the named
+protocol ``biased-mnist-paper`` (registered below; a GPU protocol): ``bench run --method
+occamnets erm --dataset biased-mnist --protocol biased-mnist-paper --set dataset.cell=32
+dataset.canvases=1``; ``erm`` then trains torchvision's ResNet-18 (``backbone=resnet18``,
+registered below: the core's ``TorchvisionResNet`` around ``torchvision.models.resnet18``).
 """
 
 from __future__ import annotations
@@ -56,9 +67,11 @@ from benchmark import (
     Trainer,
     register_method,
 )
-from benchmark.backbones import _conv_bn
+from benchmark.backbones import TorchvisionResNet, _conv_bn, register_backbone
+from benchmark.protocols import PROTOCOLS
 from benchmark.tracks.bias import (
     OccamCNN,
+    OccamExit,
     balanced_gate_loss,
     cam_suppression_loss,
     exit_choice,
@@ -79,11 +92,71 @@ def bias_cnn_stages(in_channels: int, w: int) -> nn.ModuleList:
         nn.Sequential(nn.MaxPool2d(2), _conv_bn(2 * w, 4 * w)),
         nn.Sequential(nn.MaxPool2d(2), _conv_bn(4 * w, 4 * w)),
     ])  # fmt: skip
-    for m in stages.modules():
+    init_convs(stages)
+    return stages
+
+
+def init_convs(module: nn.Module) -> None:
+    """The Occam code's conv init, normal(0, √(2/(k²·out))) (BN keeps torch's weight 1, bias 0,
+    which is the code's too)."""
+    for m in module.modules():
         if isinstance(m, nn.Conv2d):
             n = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
             nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / n))
-    return stages
+
+
+def occam_resnet18_stages(in_channels: int, w: int, img64: bool = False) -> nn.ModuleList:
+    """OccamResNet-18's four stages (``occam_resnet.py``): torchvision ``BasicBlock`` × 2 per
+    stage, w / 2w / 4w / 8w channels, stride 2 (1×1 conv + BN shortcut) entering stages 2–4;
+    stage 1 = stem + layer1, the stem 7×7 stride 2 + BN + ReLU + 3×3 max-pool stride 2, or
+    (``img64``) 3×3 stride 1 + BN + ReLU without the pool."""
+    from torchvision.models.resnet import BasicBlock
+
+    def layer(cin: int, cout: int, stride: int) -> nn.Sequential:
+        down = None
+        if stride != 1 or cin != cout:
+            down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        return nn.Sequential(BasicBlock(cin, cout, stride, down), BasicBlock(cout, cout))
+
+    if img64:
+        stem = [nn.Conv2d(in_channels, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(True)]
+    else:
+        stem = [nn.Conv2d(in_channels, w, 7, 2, 3, bias=False), nn.BatchNorm2d(w), nn.ReLU(True),
+                nn.MaxPool2d(3, 2, 1)]  # fmt: skip
+    return nn.ModuleList([
+        nn.Sequential(*stem, layer(w, w, 1)),
+        layer(w, 2 * w, 2),
+        layer(2 * w, 4 * w, 2),
+        layer(4 * w, 8 * w, 2),
+    ])  # fmt: skip
+
+
+@register_backbone("resnet18")
+def resnet18(input_shape: tuple[int, ...]) -> TorchvisionResNet:
+    """ResNet-18 (He et al. 2016), torchvision's architecture, random init, 512-d features:
+    the baseline of OccamNets' Biased MNIST table (``biased-mnist-paper``)."""
+    from torchvision.models import resnet18 as tv_resnet18
+
+    return TorchvisionResNet(tv_resnet18(weights=None), input_shape[0])
+
+
+# OccamNets' Biased MNIST recipe (methods.md §3.5; conf of erobic/occam-nets-v1): Adam 1e-3,
+# wd 5e-4, 90 epochs, x0.1 at 50 and 70, batch 128, no augmentation; OccamResNet-18 at width 58
+# (erm: ResNet-18). 160-px canvases are the dataset options cell=32, canvases=1 (--set).
+PROTOCOLS.setdefault("biased-mnist-paper", {
+    "backbone": "resnet18",
+    "epochs": 90,
+    "batch_size": 128,
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "weight_decay": 5e-4,
+    "schedule": "multistep",
+    "milestones": [50, 70],
+    "lr_decay": 0.1,
+    "warmup_epochs": 0,
+    "augment": "none",
+    "width": 58,
+})  # fmt: skip
 
 
 @register_method("occamnets")
@@ -93,10 +166,12 @@ class OccamNets(Method):
     paper = "Shrestha et al., OccamNets: Mitigating Dataset Bias by Favoring Simpler Hypotheses, ECCV 2022"  # noqa: E501
     tracks = ("bias",)
     hparams = {
-        "width": HParam(16, help="channels of the first stage (w, 2w, 4w, 4w)", valid=AT_LEAST_ONE),
+        "width": HParam(16, help="channels of the first stage (w, 2w, 4w, 4w; OccamResNet-18: "
+                        "w, 2w, 4w, 8w, the paper's w 58)", valid=AT_LEAST_ONE),
         "trunk": HParam("auto", help="stage layout: auto (bias-cnn's when backbone=bias-cnn, "
-                        "else small-cnn's), small-cnn, bias-cnn",
-                        choices=("auto", "small-cnn", "bias-cnn")),
+                        "OccamResNet-18 when backbone=resnet18, else small-cnn's), small-cnn, "
+                        "bias-cnn, resnet18 (7×7 stem), resnet18-img64 (3×3 stem, 64 px)",
+                        choices=("auto", "small-cnn", "bias-cnn", "resnet18", "resnet18-img64")),
         "cam_weight": HParam(0.1, help="weight of the CAM suppression loss", valid=NON_NEGATIVE),
         "gate_weight": HParam(1.0, help="weight of the exit-gate loss", valid=NON_NEGATIVE),
         "gamma0": HParam(3.0, help="exit 0's CE weight p^γ0 (bias amplification)",
@@ -121,9 +196,15 @@ class OccamNets(Method):
         net = OccamCNN(c, self.info.num_classes, w)
         trunk = self.hp.trunk
         if trunk == "auto":
-            trunk = "bias-cnn" if self.hp.backbone == "bias-cnn" else "small-cnn"
+            auto = {"bias-cnn": "bias-cnn", "resnet18": "resnet18"}
+            trunk = auto.get(self.hp.backbone, "small-cnn")
         if trunk == "bias-cnn":
             net.stages = bias_cnn_stages(c, w)
+        elif trunk.startswith("resnet18"):
+            k = self.info.num_classes
+            net.stages = occam_resnet18_stages(c, w, img64=trunk == "resnet18-img64")
+            net.exits = nn.ModuleList(OccamExit(ch, k) for ch in (w, 2 * w, 4 * w, 8 * w))
+            init_convs(net)  # the new stages and exits (as OccamCNN's)
         return net
 
     def fit(self, train: Split, trainer: Trainer) -> None:

@@ -342,3 +342,47 @@ def test_occam_trunk_follows_the_protocol_backbone() -> None:
             outs = m.model.eval()(torch.randn(2, 3, 20, 20))
         sides[backbone] = [o["cam"].shape[-1] for o in outs]
     assert sides == {"bias-cnn": [10, 10, 5, 2], "tiny-cnn": [20, 10, 5, 5]}
+
+
+def test_occam_resnet18_is_the_papers_network() -> None:
+    """``trunk=resnet18`` (or ``auto`` with ``backbone=resnet18``): OccamResNet-18, BasicBlocks
+    [2, 2, 2, 2] at width 58 with one exit per stage, about ResNet-18's parameter count
+    (methods.md §3.1: the width is chosen so); 160 px → CAMs of 40/20/10/5 px with the 7×7
+    stem, 64/32/16/8 at 64 px with the ``img64`` stem; the paper's protocol resolves."""
+    import torchvision
+
+    from benchmark.dataset import DATASETS, DatasetInfo
+    from benchmark.method import METHODS
+    from benchmark.runner import resolve_hparams
+
+    cls, biased = METHODS.get("occamnets"), DATASETS.get("biased-mnist")
+    hp = resolve_hparams(cls, biased, {}, "biased-mnist-paper")
+    assert (hp["backbone"], hp["width"], hp["epochs"], hp["milestones"]) == (
+        "resnet18",
+        58,
+        90,
+        [50, 70],
+    )
+    info = DatasetInfo("toy", "bias", 10, (3, 160, 160), (0.5,) * 3, (0.5,) * 3, torch.ones(10),
+                       (), "f")  # fmt: skip
+    m = cls(info, hp, torch.device("cpu"))
+    m.setup()
+    n_occam = sum(p.numel() for p in m.model.parameters())
+    n_resnet = sum(p.numel() for p in torchvision.models.resnet18(num_classes=10).parameters())
+    assert 0.9 * n_resnet < n_occam < n_resnet  # 10.49 M vs 11.18 M
+    with torch.no_grad():
+        outs = m.model.eval()(torch.randn(1, 3, 160, 160))
+    assert [o["cam"].shape[-1] for o in outs] == [40, 20, 10, 5]
+    assert [o["features"].shape[1] for o in outs] == [58, 116, 232, 464]
+    hp64 = resolve_hparams(cls, biased, {"width": 4, "trunk": "resnet18-img64"})
+    info64 = DatasetInfo("toy", "bias", 3, (3, 64, 64), (0.5,) * 3, (0.5,) * 3, torch.ones(3),
+                         (), "f")  # fmt: skip
+    m64 = cls(info64, hp64, torch.device("cpu"))
+    m64.setup()
+    with torch.no_grad():
+        outs = m64.model.eval()(torch.randn(2, 3, 64, 64))
+    assert [o["cam"].shape[-1] for o in outs] == [64, 32, 16, 8]
+    # erm under the same protocol trains torchvision's ResNet-18 (512-d features)
+    from benchmark.backbones import build_backbone
+
+    assert build_backbone("resnet18", (3, 160, 160)).feature_dim == 512

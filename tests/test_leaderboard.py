@@ -96,6 +96,27 @@ def test_stale_code_is_left_out(tmp_path: Path) -> None:
     assert build(old, tmp_path, min_seeds=3, any_code=True).written
 
 
+def test_merge_keeps_the_rows_that_no_new_row_replaces(tmp_path: Path) -> None:
+    """``build(merge=True)`` (``bench leaderboard build --merge``): an existing CSV's rows stay
+    unless a new row has the same configuration; the replaced row takes the new numbers; a
+    kept row whose code is not the installed code is named in ``left_out``."""
+    build([record(s, 0.5, 0.1) for s in range(3)]
+          + [record(s, 0.4, 0.1, lr=0.01) for s in range(3)], tmp_path, min_seeds=3)  # fmt: skip
+    new = [record(s, 0.8, 0.2) for s in range(3)] + [record(s, 0.3, 0.3, lr=0.5) for s in range(3)]
+    result = build(new, tmp_path, min_seeds=3, merge=True)
+    rows = {r["hparams"]: r for r in read_leaderboard(tmp_path / "glyph-lt.csv").rows}
+    assert sorted(rows) == ['{"epochs":12,"lr":0.01}', '{"epochs":12,"lr":0.1}',
+                            '{"epochs":12,"lr":0.5}']  # fmt: skip
+    assert float(rows['{"epochs":12,"lr":0.1}']["acc_mean"]) == pytest.approx(0.8)  # replaced
+    assert float(rows['{"epochs":12,"lr":0.01}']["acc_mean"]) == pytest.approx(0.4)  # kept
+    assert result.kept == {"glyph-lt": 1} and len(result.rows["glyph-lt"]) == 3
+    # the kept row's code hash is the test's own, not erm's installed code: reported
+    assert any("kept row erm" in line and "re-run it" in line for line in result.left_out)
+    # without --merge the CSV holds only what the records give
+    build(new, tmp_path, min_seeds=3)
+    assert len(read_leaderboard(tmp_path / "glyph-lt.csv").rows) == 2
+
+
 def test_edited_csv_and_other_schema_are_refused(tmp_path: Path) -> None:
     build([record(s, 0.5 + s / 10, 0.1) for s in range(3)], tmp_path, min_seeds=3)
     path = tmp_path / "glyph-lt.csv"

@@ -34,6 +34,12 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     b.add_argument(
         "--any-code", action="store_true", help="include records made by other core code"
     )
+    b.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the existing CSV's rows that no new row replaces (same method, dataset "
+        "options, hyperparameters, selection): add new runs without re-running the others",
+    )
     b.set_defaults(func=build)
     s = actions.add_parser("show", parents=[common], help="print a leaderboard CSV")
     s.add_argument("csv", help="a leaderboard CSV")
@@ -100,10 +106,12 @@ def build(args: argparse.Namespace) -> int:
         min_seeds=args.min_seeds,
         any_code=args.any_code,
         selections=sweep_selections(store),
+        merge=args.merge,
     )
     for dataset, path in result.written.items():
-        print(f"{path}: {len(result.rows[dataset])} row(s)")
-        for row in result.rows[dataset]:
+        kept = result.kept.get(dataset, 0)
+        print(f"{path}: {len(result.rows[dataset])} row(s)" + (f", {kept} kept" if kept else ""))
+        for row in result.rows[dataset][kept:]:
             print(f"  {row['method']}: {row['reproduce']}")
     for line in result.left_out:
         print(f"left out: {line}")
