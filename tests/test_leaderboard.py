@@ -24,6 +24,7 @@ from benchmark.leaderboard import (
     unneutralise,
     write_leaderboard,
 )
+from benchmark.plugins import load_plugins
 from benchmark.record import RunRecord, content_id
 from benchmark.store import Store
 
@@ -214,6 +215,19 @@ def test_committed_leaderboard_is_valid_and_reproducible() -> None:
             assert 0 <= float(row["acc_mean"]) <= 1
             if name in ("glyph-lt", "colored-mnist"):  # biased-mnist's ERM is at chance (README)
                 assert float(row["acc_mean"]) > 0.2  # measured, not a placeholder
+
+
+def test_committed_rows_name_the_installed_code() -> None:
+    """Every committed row was made by the code installed here (core, metrics, its method and
+    dataset plugins): a change that re-keys a row re-runs it in the same commit (README,
+    "Leaderboards"; ``bench leaderboard build --merge``)."""
+    from benchmark.leaderboard import stale_rows
+
+    load_plugins()
+    folder = REPO / "results" / "leaderboard"
+    stale = [line for p in sorted(folder.glob("*.csv")) for line in stale_rows(
+        read_leaderboard(p).rows)]  # fmt: skip
+    assert not stale, "\n".join(stale)
 
 
 def test_rows_carry_their_verification_level(cli, tmp_path: Path) -> None:
