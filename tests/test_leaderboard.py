@@ -383,6 +383,41 @@ def test_rebuild_reruns_every_row_and_rewrites_the_same_csv(
     assert code == 0 and "0 of 3 to run" in out
 
 
+def test_rebuild_in_sittings_moves_what_is_not_rebuilt_to_pending(
+    cli, results: Path, tmp_path: Path
+) -> None:
+    """``--pending`` with ``--stored-only``: rows whose runs are all stored are rebuilt into the
+    CSV, the others wait in the pending folder; the next sitting (``--from PENDING``) re-runs
+    them, joins them to the CSV and removes the pending file."""
+    sets = [a for pair in tiny_settings("glyph-lt") for a in ("--set", pair)]
+    for extra in ([], ["--set", "lr=0.05"]):
+        code, _, err = cli("run", "--method", "erm", "--dataset", "glyph-lt", "--seed", "0", "1",
+                           "2", "--results", results, "--quiet", *sets, *extra)  # fmt: skip
+        assert code == 0, err
+    board, pend = tmp_path / "lb", tmp_path / "pending"
+    code, _, err = cli("leaderboard", "build", "--results", results, "--out", board)
+    assert code == 0, err
+    before = {r["hparams"]: r for r in read_leaderboard(board / "glyph-lt.csv").rows}
+    assert len(before) == 2
+    lr05 = next(r for h, r in before.items() if '"lr":0.05' in h)
+    (results / "runs" / f"{lr05['run_ids'].split()[0]}.json").unlink()  # one run lost
+    code, out, err = cli("leaderboard", "rebuild", "--from", board, "--results", results,
+                         "--pending", pend, "--stored-only", "--quiet")  # fmt: skip
+    assert code == 1, err
+    assert "1 run(s) not stored" in out
+    now = read_leaderboard(board / "glyph-lt.csv").rows
+    later = read_leaderboard(pend / "glyph-lt.csv").rows
+    assert [r["hparams"] for r in now] == [h for h in before if h != lr05["hparams"]]
+    assert [r["row_hash"] for r in later] == [lr05["row_hash"]]  # the old row, unchanged
+    code, out, err = cli("leaderboard", "rebuild", "--from", pend, "--out", board, "--results",
+                         results, "--pending", pend, "--quiet")  # fmt: skip
+    assert code == 0, err
+    after = {r["hparams"]: r for r in read_leaderboard(board / "glyph-lt.csv").rows}
+    assert sorted(after) == sorted(before) and not (pend / "glyph-lt.csv").exists()
+    for h, row in before.items():  # same code and seeds: same run ids and numbers
+        assert after[h]["run_ids"] == row["run_ids"] and after[h]["acc_mean"] == row["acc_mean"]
+
+
 def test_rebuild_keeps_a_csv_whose_rows_cannot_all_be_rebuilt(cli, tmp_path: Path) -> None:
     board = tmp_path / "lb"
     build([record(s, 0.5, 0.1, method="no-such-method") for s in range(3)], board, min_seeds=3)

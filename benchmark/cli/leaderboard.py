@@ -7,6 +7,7 @@ import fnmatch
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from benchmark.cli.checks import at_least
@@ -77,6 +78,18 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     r.add_argument(
         "--dry-run", action="store_true", help="list the rows and their cost; run nothing"
+    )
+    r.add_argument(
+        "--pending",
+        help="a rebuild in several sittings: rows not rebuilt go to PENDING/<dataset>.csv "
+        "(removed when empty) instead of keeping the old CSV, rebuilt rows join --out's CSV "
+        "(replacing rows of the same configuration); resume with --from PENDING",
+    )
+    r.add_argument(
+        "--stored-only",
+        action="store_true",
+        help="run nothing: rebuild the rows whose runs are all stored (after a rebuild that "
+        "was stopped, e.g. by a time limit)",
     )
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.set_defaults(func=rebuild)
@@ -193,6 +206,9 @@ def rebuild(args: argparse.Namespace) -> int:
         raise BenchError(f"--out {out} is a file, not a folder")
     if args.launcher == "local" and args.max_parallel and args.max_parallel > 1:
         raise BenchError("--max-parallel needs --launcher gpus (local runs one at a time)")
+    pending = Path(args.pending) if args.pending else None
+    if pending is not None and pending.exists() and not pending.is_dir():
+        raise BenchError(f"--pending {pending} is a file, not a folder")
     items = rebuild_plan(source, args.dataset)
     load_plugins(sorted({f for i in items for f in i.plugins}))
     read_old(items, store)
@@ -236,6 +252,8 @@ def rebuild(args: argparse.Namespace) -> int:
     )
     if args.dry_run:
         return 0
+    if args.stored_only:
+        todo = set()
     cost = {j: (i.cost_s or 0.0) / max(1, len(i.jobs)) for i in items for j in i.jobs}
     groups: dict[int | None, list] = {}
     for i in items:
@@ -265,6 +283,9 @@ def rebuild(args: argparse.Namespace) -> int:
         per_board.setdefault(item.board, [])
         where = (item.row["dataset"], item.row["method"], _short(item.row["settings"]))
         errors = [failed[j] for j in item.jobs if j in failed]
+        if args.stored_only and not item.skipped:
+            missing = sum(1 for j in item.jobs if not store.has(planned[j]))
+            errors = errors or ([f"{missing} run(s) not stored"] if missing else [])
         if item.skipped or errors or not item.jobs:
             per_board[item.board].append(None)
             report.append((*where, "—", f"not rebuilt: {item.skipped or errors[0]}"))
@@ -281,6 +302,8 @@ def rebuild(args: argparse.Namespace) -> int:
             tablefmt="github",
         )
     )
+    if pending is not None:
+        return write_in_sittings(items, per_board, out, pending)
     written = 0
     for board, rows in per_board.items():
         target = out / board.name
@@ -294,6 +317,40 @@ def rebuild(args: argparse.Namespace) -> int:
         written += 1
         print(f"{target}: {len(rows)} row(s) rebuilt")
     return 0 if written == len(per_board) else 1
+
+
+def write_in_sittings(items: list, per_board: dict, out: Path, pending: Path) -> int:
+    """``rebuild --pending``: per CSV, the rebuilt rows join ``out``'s CSV (its rows that are
+    neither rows of this rebuild nor of a rebuilt configuration are kept), the rows not rebuilt
+    are written to ``pending`` (the pending CSV is removed once empty). 0 when nothing is left
+    pending, else 1."""
+    from benchmark.leaderboard import read_leaderboard, row_config, write_leaderboard
+
+    left = 0
+    for board, rows in per_board.items():
+        olds = [i.row for i in items if i.board == board]
+        new = [r for r in rows if r is not None]
+        todo = [o for o, r in zip(olds, rows) if r is None]
+        target, later = out / board.name, pending / board.name
+        keep = []
+        if target.exists():
+            mine = {o["row_hash"] for o in olds}
+            replaced = {row_config(r) for r in new}
+            keep = [r for r in read_leaderboard(target).rows
+                    if r["row_hash"] not in mine and row_config(r) not in replaced]  # fmt: skip
+        if keep or new:
+            write_leaderboard(target, [*keep, *new])
+        elif target.exists():
+            target.unlink()
+        if todo:
+            later.parent.mkdir(parents=True, exist_ok=True)
+            write_leaderboard(later, todo)
+        elif later.exists():
+            later.unlink()
+        left += len(todo)
+        print(f"{target}: {len(new)} row(s) rebuilt, {len(keep)} kept; {later}: {len(todo)} "
+              "row(s) pending")  # fmt: skip
+    return 0 if left == 0 else 1
 
 
 def row_threads(items: list, choice: str, cpu: bool) -> dict[int, int | None]:
