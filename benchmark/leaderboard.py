@@ -456,7 +456,7 @@ def build(
         path = Path(out_dir) / f"{dataset}.csv"
         if merge and path.exists():
             new_configs = {row_config(r) for r in rows}
-            old = [r for r in read_leaderboard(path).rows if row_config(r) not in new_configs]
+            old = [r for r in read_leaderboard(path).rows if not replaces(new_configs, r)]
             left_out.extend(stale_rows(old))
             rows = [*old, *rows]
             per_dataset[dataset], kept[dataset] = rows, len(old)
@@ -465,10 +465,16 @@ def build(
 
 
 def row_config(row: Mapping[str, str]) -> tuple[str, ...]:
-    """What a row measured, apart from the code and seeds: a new row with the same
-    configuration replaces an old one in ``build(merge=True)``."""
-    return tuple(row.get(k, "") for k in ("dataset", "method", "dataset_options", "hparams",
-                                          "selection"))  # fmt: skip
+    """What a row measured, apart from the code and seeds: dataset, method, its ``--set``
+    settings (relative to the defaults, so a plugin change that adds a hyperparameter keeps
+    the configuration) and selection rule — the row's ``reproduce`` command."""
+    return tuple(row.get(k, "") for k in ("dataset", "method", "settings", "selection"))
+
+
+def replaces(configs: set[tuple[str, ...]], old: Mapping[str, str]) -> bool:
+    """True when a new row of one of ``configs`` replaces the ``old`` row: same configuration,
+    and ``old`` built from local runs (a verified submission's row is never replaced)."""
+    return row_config(old) in configs and old.get("verification", "local") == "local"
 
 
 def stale_rows(rows: Iterable[Mapping[str, str]]) -> list[str]:
@@ -484,7 +490,9 @@ def stale_rows(rows: Iterable[Mapping[str, str]]) -> list[str]:
         if r["method"] not in METHODS or r["dataset"] not in DATASETS:
             continue
         try:
-            now = code_version(METHODS.get(r["method"]), DATASETS.get(r["dataset"]))["hash"]
+            settings = json.loads(r["settings"]) if r.get("settings") else {}
+            mcls = METHODS.get(r["method"]).for_settings(settings)  # base=... picks the base
+            now = code_version(mcls, DATASETS.get(r["dataset"]))["hash"]
         except Exception:  # a plugin whose base is not installed: not judged here
             continue
         if now != r["code_hash"]:

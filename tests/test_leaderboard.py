@@ -409,11 +409,14 @@ def test_rebuild_in_sittings_moves_what_is_not_rebuilt_to_pending(
     later = read_leaderboard(pend / "glyph-lt.csv").rows
     assert [r["hparams"] for r in now] == [h for h in before if h != lr05["hparams"]]
     assert [r["row_hash"] for r in later] == [lr05["row_hash"]]  # the old row, unchanged
+    code, _, err = cli("leaderboard", "rebuild", "--from", pend, "--out", pend, "--results",
+                       results, "--pending", pend, "--dry-run")  # fmt: skip
+    assert code == 2 and "is the output folder" in err  # would overwrite what it rebuilt
     code, out, err = cli("leaderboard", "rebuild", "--from", pend, "--out", board, "--results",
                          results, "--pending", pend, "--quiet")  # fmt: skip
     assert code == 0, err
     after = {r["hparams"]: r for r in read_leaderboard(board / "glyph-lt.csv").rows}
-    assert sorted(after) == sorted(before) and not (pend / "glyph-lt.csv").exists()
+    assert sorted(after) == sorted(before) and not pend.exists()  # emptied, then removed
     for h, row in before.items():  # same code and seeds: same run ids and numbers
         assert after[h]["run_ids"] == row["run_ids"] and after[h]["acc_mean"] == row["acc_mean"]
 

@@ -83,7 +83,8 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         "--pending",
         help="a rebuild in several sittings: rows not rebuilt go to PENDING/<dataset>.csv "
         "(removed when empty) instead of keeping the old CSV, rebuilt rows join --out's CSV "
-        "(replacing rows of the same configuration); resume with --from PENDING",
+        "(replacing rows of the same configuration); resume with --from PENDING (--out then "
+        "defaults to RESULTS/leaderboard)",
     )
     r.add_argument(
         "--stored-only",
@@ -201,12 +202,16 @@ def rebuild(args: argparse.Namespace) -> int:
 
     store = Store(args.results)
     source = Path(args.source) if args.source else store.root / "leaderboard"
+    pending = Path(args.pending) if args.pending else None
     out = Path(args.out) if args.out else source
+    if not args.out and pending is not None and _same(source, pending):
+        out = store.root / "leaderboard"  # resuming from the pending folder
     if out.exists() and not out.is_dir():
         raise BenchError(f"--out {out} is a file, not a folder")
+    if pending is not None and _same(out, pending):
+        raise BenchError(f"--pending {pending} is the output folder: give another folder")
     if args.launcher == "local" and args.max_parallel and args.max_parallel > 1:
         raise BenchError("--max-parallel needs --launcher gpus (local runs one at a time)")
-    pending = Path(args.pending) if args.pending else None
     if pending is not None and pending.exists() and not pending.is_dir():
         raise BenchError(f"--pending {pending} is a file, not a folder")
     items = rebuild_plan(source, args.dataset)
@@ -319,37 +324,51 @@ def rebuild(args: argparse.Namespace) -> int:
     return 0 if written == len(per_board) else 1
 
 
+def _same(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve()
+
+
 def write_in_sittings(items: list, per_board: dict, out: Path, pending: Path) -> int:
     """``rebuild --pending``: per CSV, the rebuilt rows join ``out``'s CSV (its rows that are
-    neither rows of this rebuild nor of a rebuilt configuration are kept), the rows not rebuilt
-    are written to ``pending`` (the pending CSV is removed once empty). 0 when nothing is left
-    pending, else 1."""
-    from benchmark.leaderboard import read_leaderboard, row_config, write_leaderboard
+    neither rows of this rebuild nor of a rebuilt configuration are kept, and on a first
+    sitting so are rows that cannot be rebuilt here at all, e.g. of a plugin not installed);
+    the rows not rebuilt
+    yet are written, unchanged, to ``pending`` first (so a kill between the two writes loses
+    nothing); a pending CSV, and then the folder, is removed once empty. 0 when nothing is
+    left pending, else 1."""
+    from benchmark.leaderboard import read_leaderboard, replaces, row_config, write_leaderboard
 
     left = 0
     for board, rows in per_board.items():
-        olds = [i.row for i in items if i.board == board]
+        mine = [i for i in items if i.board == board]
         new = [r for r in rows if r is not None]
-        todo = [o for o, r in zip(olds, rows) if r is None]
+        # rows that cannot be rebuilt here stay where they are: in the CSV on a first sitting
+        # (--from is --out), in the pending folder on a later one
+        home = _same(board.parent, out)
+        todo = [i.row for i, r in zip(mine, rows) if r is None and not (i.skipped and home)]
+        stuck = [i.row for i, r in zip(mine, rows) if r is None and i.skipped and home]
         target, later = out / board.name, pending / board.name
-        keep = []
-        if target.exists():
-            mine = {o["row_hash"] for o in olds}
-            replaced = {row_config(r) for r in new}
-            keep = [r for r in read_leaderboard(target).rows
-                    if r["row_hash"] not in mine and row_config(r) not in replaced]  # fmt: skip
-        if keep or new:
-            write_leaderboard(target, [*keep, *new])
-        elif target.exists():
-            target.unlink()
         if todo:
             later.parent.mkdir(parents=True, exist_ok=True)
             write_leaderboard(later, todo)
         elif later.exists():
             later.unlink()
+        keep = []
+        if target.exists():
+            ours = {i.row["row_hash"] for i in mine}
+            configs = {row_config(r) for r in new}
+            keep = [r for r in read_leaderboard(target).rows
+                    if r["row_hash"] not in ours and not replaces(configs, r)]  # fmt: skip
+        keep += stuck
+        if keep or new:
+            write_leaderboard(target, [*keep, *new])
+        elif target.exists():
+            target.unlink()
         left += len(todo)
         print(f"{target}: {len(new)} row(s) rebuilt, {len(keep)} kept; {later}: {len(todo)} "
               "row(s) pending")  # fmt: skip
+    if pending.is_dir() and not any(pending.iterdir()):
+        pending.rmdir()
     return 0 if left == 0 else 1
 
 
