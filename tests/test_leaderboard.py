@@ -213,8 +213,11 @@ def test_committed_leaderboard_is_valid_and_reproducible() -> None:
             args = shlex.split(row["reproduce"])
             assert args[:2] == ["bench", "run"] and row["seeds"] in " ".join(args)
             assert 0 <= float(row["acc_mean"]) <= 1
-            if name in ("glyph-lt", "colored-mnist"):  # biased-mnist's ERM is at chance (README)
-                assert float(row["acc_mean"]) > 0.2  # measured, not a placeholder
+            # the protocol's own erm (no --set) is far above chance there: measured, not a
+            # placeholder (biased-mnist's is at chance, and a CNN on colored-mnist at ρ 0.99
+            # collapses onto the colour: README)
+            if name in ("glyph-lt", "colored-mnist") and row["settings"] in ("", "{}"):
+                assert float(row["acc_mean"]) > 0.2
 
 
 def test_committed_rows_name_the_installed_code() -> None:
