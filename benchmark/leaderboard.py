@@ -412,7 +412,7 @@ def build(
     Records made by other core or metric code than the installed one are left out unless
     ``any_code`` (a leaderboard is never computed on a stale protocol silently).
     ``merge``: keep the rows of an existing ``<dataset>.csv`` that no new row replaces (same
-    method, dataset options, hyperparameters and selection: ``row_config``), so that new runs
+    method, ``--set`` settings and selection: ``row_config``; ``replaces``), so that new runs
     join a committed leaderboard without re-running its other rows; a kept row whose code
     differs from the installed code is reported in ``left_out`` (``stale_rows``).
     """

@@ -38,8 +38,8 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     b.add_argument(
         "--merge",
         action="store_true",
-        help="keep the existing CSV's rows that no new row replaces (same method, dataset "
-        "options, hyperparameters, selection): add new runs without re-running the others",
+        help="keep the existing CSV's rows that no new row replaces (same method, --set "
+        "settings and selection): add new runs without re-running the others",
     )
     b.set_defaults(func=build)
     s = actions.add_parser("show", parents=[common], help="print a leaderboard CSV")
@@ -257,6 +257,7 @@ def rebuild(args: argparse.Namespace) -> int:
     )
     if args.dry_run:
         return 0
+    unstored = todo
     if args.stored_only:
         todo = set()
     cost = {j: (i.cost_s or 0.0) / max(1, len(i.jobs)) for i in items for j in i.jobs}
@@ -289,7 +290,7 @@ def rebuild(args: argparse.Namespace) -> int:
         where = (item.row["dataset"], item.row["method"], _short(item.row["settings"]))
         errors = [failed[j] for j in item.jobs if j in failed]
         if args.stored_only and not item.skipped:
-            missing = sum(1 for j in item.jobs if not store.has(planned[j]))
+            missing = sum(1 for j in item.jobs if j in unstored)
             errors = errors or ([f"{missing} run(s) not stored"] if missing else [])
         if item.skipped or errors or not item.jobs:
             per_board[item.board].append(None)
@@ -332,10 +333,9 @@ def write_in_sittings(items: list, per_board: dict, out: Path, pending: Path) ->
     """``rebuild --pending``: per CSV, the rebuilt rows join ``out``'s CSV (its rows that are
     neither rows of this rebuild nor of a rebuilt configuration are kept, and on a first
     sitting so are rows that cannot be rebuilt here at all, e.g. of a plugin not installed);
-    the rows not rebuilt
-    yet are written, unchanged, to ``pending`` first (so a kill between the two writes loses
-    nothing); a pending CSV, and then the folder, is removed once empty. 0 when nothing is
-    left pending, else 1."""
+    the rows not rebuilt yet are written, unchanged, to ``pending`` first (so a kill between
+    the two writes loses nothing); a pending CSV, and then the folder, is removed once empty.
+    0 when nothing is left pending, else 1."""
     from benchmark.leaderboard import read_leaderboard, replaces, row_config, write_leaderboard
 
     left = 0
