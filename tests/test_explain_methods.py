@@ -223,6 +223,21 @@ def test_vit_grad_cam_equals_pytorch_grad_cam_with_a_reshape_transform(pool: str
     assert torch.allclose(to_input_size(maps, (16, 16)), torch.from_numpy(ref), atol=1e-5)
 
 
+def test_grad_cam_on_a_hybrid_vit_equals_direct_computation() -> None:
+    """The hybrid ViT (CNN stem, then the ViT on its map) goes through the ViT recipe: the
+    stem runs inside ``embed``, so the batched map equals per-image autograd."""
+    from benchmark.tracks.vit_hybrid import HybridViT
+
+    torch.manual_seed(17)
+    backbone = HybridViT(3, (16, 16), width=16, layers=2, heads=2)
+    model = Classifier(backbone, torch.nn.Linear(backbone.feature_dim, 3)).eval()
+    x = images(n=4, seed=18)
+    logits, maps, _ = grad_cam(model, x)
+    assert torch.allclose(logits, model(x).detach(), atol=1e-5)
+    assert maps.shape == (4, 4, 4) and maps.abs().max() > 0
+    assert torch.allclose(maps, direct_vit_grad_cam(model, x), atol=1e-5, rtol=1e-4)
+
+
 def test_vit_cam_on_patch_pooling_and_a_clear_error_on_class_token_pooling() -> None:
     model, x = vit_net("gap", seed=15), images(n=3, seed=16)
     with torch.no_grad():
